@@ -1,0 +1,1 @@
+"""Adapters: ways in for hospital systems that do not speak FHIR."""

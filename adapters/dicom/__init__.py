@@ -1,0 +1,1 @@
+"""DICOM: storage SCP, query/retrieve, DICOMweb and ImagingStudy."""

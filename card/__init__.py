@@ -1,0 +1,1 @@
+"""The Mianzhou Pass card service."""

@@ -1,0 +1,3 @@
+"""hie: the Mianyang health information exchange."""
+
+__version__ = "0.1.0"

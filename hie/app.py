@@ -1,0 +1,1 @@
+"""Application factory (assembled in the core issue)."""

@@ -1,0 +1,1 @@
+"""Authentication: access tokens and scopes, checked before the exchange is called."""

@@ -1,0 +1,10 @@
+"""The ``hie`` command."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """hie: the Mianyang health information exchange."""

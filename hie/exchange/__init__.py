@@ -1,0 +1,1 @@
+"""The service API: the one way to storage for every way in."""

@@ -1,0 +1,1 @@
+"""FHIR R4 knowledge shared by every layer: validation, canonical JSON, bundles."""

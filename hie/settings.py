@@ -1,0 +1,173 @@
+"""One frozen Settings object, built from config/*.toml and HIE_* environment variables.
+
+Order of precedence (later wins): model defaults, ``config/default.toml``,
+``config/local.toml`` (or the file named by ``HIE_CONFIG``), then the environment.
+Every ``section.key`` is overridden by ``HIE_SECTION_KEY``; a top-level ``key`` by ``HIE_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///var/hie.db"
+    sqlite_synchronous: str = "FULL"
+    pool_size: int = 8
+    echo: bool = False
+
+
+class DataSettings(_Section):
+    dir: str = "var"
+
+
+class HttpSettings(_Section):
+    port: int = 8080
+    workers: int = 2
+    threads: int = 8
+    base_url: str = ""
+    max_body_bytes: int = 32 * 1024 * 1024
+
+
+class AuthSettings(_Section):
+    issuer: str = "hie"
+    audience: str = "hie"
+    token_ttl: int = 3600
+
+
+class FhirSettings(_Section):
+    default_count: int = 50
+    max_count: int = 1000
+
+
+class AuditSettings(_Section):
+    flush_interval_ms: int = 5
+
+
+class MllpSettings(_Section):
+    port: int = 2575
+
+
+class Hl7Settings(_Section):
+    accept_unregistered: bool = False
+
+
+class DicomSettings(_Section):
+    port: int = 11112
+    aet: str = "HIE"
+    accept_unregistered: bool = False
+
+
+class Settings(_Section):
+    host: str = "127.0.0.1"
+    database: DatabaseSettings = DatabaseSettings()
+    data: DataSettings = DataSettings()
+    http: HttpSettings = HttpSettings()
+    auth: AuthSettings = AuthSettings()
+    fhir: FhirSettings = FhirSettings()
+    audit: AuditSettings = AuditSettings()
+    mllp: MllpSettings = MllpSettings()
+    hl7: Hl7Settings = Hl7Settings()
+    dicom: DicomSettings = DicomSettings()
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data.dir)
+
+    @property
+    def base_url(self) -> str:
+        """Public base URL of the server, without a trailing slash."""
+        if self.http.base_url:
+            return self.http.base_url.rstrip("/")
+        return f"http://{self.host}:{self.http.port}"
+
+    @property
+    def fhir_base_url(self) -> str:
+        return self.base_url + "/fhir"
+
+    def replace(self, **overrides: Any) -> Settings:
+        """A copy with ``section__key=value`` or ``key=value`` overrides (for tests and tools)."""
+        raw = self.model_dump()
+        for name, value in overrides.items():
+            section, _, key = name.partition("__")
+            if key:
+                raw[section][key] = value
+            else:
+                raw[section] = value
+        return Settings.model_validate(raw)
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be loaded; the message names the file or variable."""
+
+
+def _section_names() -> list[str]:
+    return [
+        name
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+    ]
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    sections = sorted(_section_names(), key=len, reverse=True)
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith("HIE_") or name in ("HIE_CONFIG", "HIE_CONFIG_DIR"):
+            continue
+        rest = name[4:].lower()
+        for section in sections:
+            prefix = section + "_"
+            if rest.startswith(prefix):
+                fields = Settings.model_fields[section].annotation
+                key = rest[len(prefix) :]
+                if isinstance(fields, type) and key in getattr(fields, "model_fields", {}):
+                    out.setdefault(section, {})[key] = value
+                    break
+        else:
+            if rest in Settings.model_fields and rest not in sections:
+                out[rest] = value
+    return out
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_dir: Path | None = None
+) -> Settings:
+    """Build the Settings from the config directory and the environment."""
+    env = os.environ if environ is None else environ
+    directory = config_dir or Path(env.get("HIE_CONFIG_DIR", "config"))
+    raw: dict[str, Any] = Settings().model_dump()
+    files = [directory / "default.toml"]
+    files.append(Path(env["HIE_CONFIG"]) if env.get("HIE_CONFIG") else directory / "local.toml")
+    for path in files:
+        if path.is_file():
+            try:
+                _merge(raw, tomllib.loads(path.read_text(encoding="utf-8")))
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"{path}: {exc}") from exc
+    _merge(raw, _env_overrides(env))
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from exc

@@ -1,0 +1,1 @@
+"""Code systems, value sets and concept maps. Imports nothing else of the project."""
