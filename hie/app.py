@@ -1,1 +1,125 @@
-"""Application factory (assembled in the core issue)."""
+"""The one place the application is assembled: ``build_services`` and ``create_app``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import Flask, Response
+from sqlalchemy import Engine
+from werkzeug.exceptions import HTTPException
+
+from hie import __version__
+from hie.audit.sink import AuditSink, GroupCommitAuditSink
+from hie.auth.keys import load_or_create_signing_key
+from hie.auth.tokens import TokenIssuer, TokenVerifier
+from hie.consent.decision import permit_all
+from hie.errors import FhirError
+from hie.exchange import Exchange
+from hie.exchange.indexing import IdentifierIndexer
+from hie.fhir.provisional import ModelValidator, served_types
+from hie.rest import http
+from hie.rest.auth import bearer_authenticator
+from hie.rest.fhir import create_fhir_blueprint
+from hie.settings import Settings, load_settings
+from hie.storage.sql.engine import build_engine
+from hie.storage.sql.store import SqlStore
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    """Everything the ways in need, built once per process."""
+
+    settings: Settings
+    engine: Engine
+    store: SqlStore
+    audit: AuditSink
+    exchange: Exchange
+    issuer: TokenIssuer
+    verifier: TokenVerifier
+
+    def close(self) -> None:
+        self.audit.close()
+        self.store.close()
+
+
+def build_services(
+    settings: Settings, *, clock: Clock = utc_now, audit: AuditSink | None = None
+) -> Services:
+    db = settings.database
+    engine = build_engine(
+        db.url, synchronous=db.sqlite_synchronous, pool_size=db.pool_size, echo=db.echo
+    )
+    store = SqlStore(engine)
+    audit_sink = audit or GroupCommitAuditSink(store)
+    key = load_or_create_signing_key(settings.data_dir)
+    auth = settings.auth
+    issuer = TokenIssuer(key, issuer=auth.issuer, audience=auth.audience, clock=clock)
+    verifier = TokenVerifier(
+        key.public_key(), issuer=auth.issuer, audience=auth.audience, clock=clock
+    )
+    exchange = Exchange(
+        store=store,
+        validator=ModelValidator(),
+        indexer=IdentifierIndexer(),
+        decide=permit_all,
+        audit=audit_sink,
+        clock=clock,
+        new_id=lambda: str(uuid.uuid4()),
+        resource_types=served_types(),
+        base_url=settings.fhir_base_url,
+        default_count=settings.fhir.default_count,
+        max_count=settings.fhir.max_count,
+    )
+    return Services(settings, engine, store, audit_sink, exchange, issuer, verifier)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    settings = settings or (services.settings if services else load_settings())
+    services = services or build_services(settings)
+    app = Flask("hie")
+    app.config["MAX_CONTENT_LENGTH"] = settings.http.max_body_bytes
+    app.extensions["hie"] = services
+    authenticate = bearer_authenticator(services.verifier)
+    app.register_blueprint(
+        create_fhir_blueprint(
+            services.exchange,
+            authenticate,
+            max_body=settings.http.max_body_bytes,
+            software_version=__version__,
+        ),
+        url_prefix="/fhir",
+    )
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        with services.store.unit_of_work(write=False):
+            pass
+        return Response(b'{"status":"ok"}', content_type="application/json")
+
+    @app.errorhandler(FhirError)
+    def _fhir_error(error: FhirError) -> Response:
+        return http.error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        return http.http_error_response(error)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        return http.internal_error_response(error)
+
+    return app
+
+
+def wsgi_app() -> Flask:
+    """Entry point for the WSGI server: settings come from config/ and the environment."""
+    return create_app(load_settings())

@@ -39,5 +39,5 @@ def test_bad_values_name_the_setting(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"http\.port"):
         load_settings(environ={"HIE_HTTP_PORT": "eighty"}, config_dir=tmp_path)
     (tmp_path / "default.toml").write_text("[http\n")
-    with pytest.raises(SettingsError, match="default.toml"):
+    with pytest.raises(SettingsError, match=r"default\.toml"):
         load_settings(environ={}, config_dir=tmp_path)

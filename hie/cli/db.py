@@ -1,0 +1,40 @@
+"""``hie db``: database migrations."""
+
+from __future__ import annotations
+
+import click
+
+from hie.settings import load_settings
+from hie.storage.sql.engine import build_engine
+from hie.storage.sql.migrate import current_revision, head_revision, upgrade
+
+
+@click.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target Alembic revision.")
+def upgrade_command(revision: str) -> None:
+    """Apply the database migrations (creates the SQLite file if needed)."""
+    settings = load_settings()
+    engine = build_engine(settings.database.url, synchronous=settings.database.sqlite_synchronous)
+    try:
+        upgrade(engine, revision)
+        click.echo(
+            f"database at revision {current_revision(engine)} ({engine.url.render_as_string()})"
+        )
+    finally:
+        engine.dispose()
+
+
+@db.command("current")
+def current_command() -> None:
+    """Show the database's revision and the code's head revision."""
+    settings = load_settings()
+    engine = build_engine(settings.database.url)
+    try:
+        click.echo(f"database: {current_revision(engine)}  code: {head_revision()}")
+    finally:
+        engine.dispose()

@@ -1,0 +1,28 @@
+"""Search-index rows for a resource about to be written.
+
+The core indexes ``identifier`` on every type (enough for conditional operations); the
+search work replaces this with extraction derived from the R4 SearchParameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hie.storage.ports import TokenRow
+
+
+class IdentifierIndexer:
+    def tokens(self, resource: Mapping[str, Any]) -> Sequence[TokenRow]:
+        value = resource.get("identifier")
+        items = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+        rows = []
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("value"), str):
+                system = item.get("system")
+                rows.append(
+                    TokenRow(
+                        "identifier", system if isinstance(system, str) else None, item["value"]
+                    )
+                )
+        return rows

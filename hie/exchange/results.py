@@ -1,0 +1,46 @@
+"""What exchange operations return. Resources stay as stored bytes all the way out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hie.errors import Issue
+from hie.storage.ports import StoredResource
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The outcome of create, update, patch or delete."""
+
+    stored: StoredResource
+    status: int
+    issues: tuple[Issue, ...] = ()
+
+    @property
+    def created(self) -> bool:
+        return self.status == 201
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    resource_type: str
+    entries: list[StoredResource]
+    total: int | None
+    next_cursor: str | None
+    params: list[tuple[str, str]]
+    warnings: list[Issue] = field(default_factory=list)
+    summary_count: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    stored: StoredResource
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    entries: list[StoredResource]
+    total: int
+    next_cursor: str | None
+    params: list[tuple[str, str]]

@@ -1,0 +1,526 @@
+"""The exchange's service API: the one way to storage for every way in.
+
+Each call: checks the caller's scopes, validates what it writes, asks the decision
+point, runs one unit of work, and hands a record of the access to the audit sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from hie.audit.sink import AuditSink
+from hie.consent.decision import Access, Decide
+from hie.context import Interaction, RequestContext
+from hie.errors import (
+    BadRequest,
+    FhirError,
+    Forbidden,
+    Gone,
+    InvalidSearch,
+    Issue,
+    NotFound,
+)
+from hie.exchange.criteria import parse_search, supported_parameters
+from hie.exchange.ports import Clock, IdFactory, Indexer, Validator
+from hie.exchange.results import HistoryResult, SearchResult, WriteResult
+from hie.exchange.transaction import BundleProcessor
+from hie.exchange.writes import Writer
+from hie.fhir import bundles
+from hie.fhir.bundles import page_url
+from hie.fhir.canonical import ID_PATTERN, parse_instant
+from hie.storage.ports import AuditRecord, HistoryQuery, Page, Store, StoredResource, UnitOfWork
+
+
+def _query_text(params: Sequence[tuple[str, str]]) -> str:
+    return "&".join(f"{n}={v}" for n, v in params)
+
+
+class Exchange:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        validator: Validator,
+        indexer: Indexer,
+        decide: Decide,
+        audit: AuditSink,
+        clock: Clock,
+        new_id: IdFactory,
+        resource_types: Collection[str],
+        base_url: str,
+        default_count: int = 50,
+        max_count: int = 1000,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.new_id = new_id
+        self._store = store
+        self._validator = validator
+        self._decide = decide
+        self._audit = audit
+        self._clock = clock
+        self.resource_types = frozenset(resource_types)
+        self._default_count = default_count
+        self._max_count = max_count
+        self._writer = Writer(indexer=indexer, clock=clock, new_id=new_id, max_count=max_count)
+
+    def search_parameters(self, resource_type: str) -> list[dict[str, str]]:
+        """The search parameters this type supports, for the CapabilityStatement."""
+        return supported_parameters(resource_type)
+
+    # -- the checks every call makes -------------------------------------------
+
+    def check_type(self, resource_type: str) -> None:
+        if resource_type not in self.resource_types:
+            raise NotFound(f"resource type '{resource_type}' is not served here")
+
+    def require(self, ctx: RequestContext, interaction: Interaction, resource_type: str) -> None:
+        if not ctx.scopes.allows(interaction, resource_type):
+            raise Forbidden(
+                f"the access token's scopes do not allow '{interaction.value}' on {resource_type}"
+            )
+
+    def permitted(
+        self, ctx: RequestContext, interaction: Interaction, stored: StoredResource
+    ) -> bool:
+        access = Access(interaction, stored.type, stored.id, stored.custodian)
+        return self._decide(ctx, access).permit
+
+    def _authorize_write(
+        self, ctx: RequestContext, interaction: Interaction, resource_type: str
+    ) -> None:
+        self.check_type(resource_type)
+        self.require(ctx, interaction, resource_type)
+        if not self._decide(
+            ctx, Access(interaction, resource_type, custodian=ctx.organization)
+        ).permit:
+            raise Forbidden(f"policy does not allow this write to {resource_type}")
+
+    def record(
+        self,
+        ctx: RequestContext,
+        action: str,
+        *,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        query: str | None = None,
+        outcome: str = "success",
+        uow: UnitOfWork | None = None,
+    ) -> None:
+        record = AuditRecord(
+            recorded=self._clock(),
+            actor=ctx.actor,
+            organization=ctx.organization,
+            purpose=ctx.purpose,
+            action=action,
+            outcome=outcome,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            query=query,
+            source=ctx.source,
+        )
+        if uow is not None:
+            self._audit.record_in(uow, [record])
+        else:
+            self._audit.record([record])
+
+    def validated(
+        self, resource: Any, resource_type: str | None = None, id_: str | None = None
+    ) -> dict[str, Any]:
+        """The resource checked against the URL it was sent to and against FHIR R4."""
+        if resource_type is not None:
+            self.check_type(resource_type)
+        if not isinstance(resource, dict):
+            raise BadRequest("the body must be a JSON object holding a FHIR resource")
+        actual = resource.get("resourceType")
+        if resource_type is not None and actual != resource_type:
+            raise BadRequest(
+                f"the body holds resourceType '{actual}' but was sent to {resource_type}",
+                issues=[
+                    Issue(
+                        "error", "invalid", "resourceType does not match the URL", ("resourceType",)
+                    )
+                ],
+            )
+        if isinstance(actual, str):
+            self.check_type(actual)
+        if id_ is not None and resource.get("id") != id_:
+            raise BadRequest(
+                f"the body's id '{resource.get('id')}' does not match the URL id '{id_}'",
+                issues=[Issue("error", "invalid", "id does not match the URL", (f"{actual}.id",))],
+            )
+        self._validator.check(resource)
+        return resource
+
+    # -- single resources ---------------------------------------------------------
+
+    def create(
+        self,
+        ctx: RequestContext,
+        resource_type: str,
+        resource: Any,
+        *,
+        if_none_exist: Sequence[tuple[str, str]] | None = None,
+    ) -> WriteResult:
+        body = self.validated(resource, resource_type)
+        body.pop("id", None)  # the server assigns ids on create
+        self._authorize_write(ctx, Interaction.CREATE, resource_type)
+        if if_none_exist:
+            self.require(ctx, Interaction.SEARCH, resource_type)
+        with self._store.unit_of_work(write=True) as uow:
+            if if_none_exist:
+                written = self._writer.conditional_create(uow, ctx, body, if_none_exist)
+            else:
+                written = self._writer.create(uow, ctx, body)
+            self.record(
+                ctx, "create", resource_type=resource_type, resource_id=written.stored.id, uow=uow
+            )
+        return WriteResult(written.stored, written.status)
+
+    def read(self, ctx: RequestContext, resource_type: str, id_: str) -> StoredResource:
+        with self._store.unit_of_work(write=False) as uow:
+            return self.read_in(uow, ctx, resource_type, id_)
+
+    def vread(
+        self, ctx: RequestContext, resource_type: str, id_: str, version: str
+    ) -> StoredResource:
+        with self._store.unit_of_work(write=False) as uow:
+            return self.read_in(uow, ctx, resource_type, id_, version)
+
+    def read_in(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        resource_type: str,
+        id_: str,
+        version: str | None = None,
+        *,
+        audit_uow: UnitOfWork | None = None,
+    ) -> StoredResource:
+        """read (or vread, with ``version``) inside a unit of work."""
+        self.check_type(resource_type)
+        self.require(ctx, Interaction.READ, resource_type)
+        if version is None:
+            stored = uow.get(resource_type, id_)
+            missing = f"{resource_type}/{id_} is not known"
+        elif version.isdigit():
+            stored = uow.get_version(resource_type, id_, int(version))
+            missing = f"{resource_type}/{id_} has no version '{version}'"
+        else:
+            raise NotFound(f"{resource_type}/{id_} has no version '{version}'")
+        if stored is None or not self.permitted(ctx, Interaction.READ, stored):
+            raise NotFound(missing)
+        if stored.deleted:
+            raise Gone(
+                f"{resource_type}/{id_} was deleted"
+                if version is None
+                else f"version {version} of {resource_type}/{id_} is a deletion",
+                headers={"ETag": f'W/"{stored.version}"'},
+            )
+        action = "read" if version is None else "vread"
+        self.record(ctx, action, resource_type=resource_type, resource_id=id_, uow=audit_uow)
+        return stored
+
+    def update(
+        self,
+        ctx: RequestContext,
+        resource_type: str,
+        id_: str,
+        resource: Any,
+        *,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        if not ID_PATTERN.match(id_):
+            raise BadRequest(f"'{id_}' is not a valid FHIR id")
+        body = self.validated(resource, resource_type, id_)
+        self._authorize_write(ctx, Interaction.UPDATE, resource_type)
+        with self._store.unit_of_work(write=True) as uow:
+            written = self._writer.update(uow, ctx, body, id_, if_match=if_match)
+            self.record(ctx, "update", resource_type=resource_type, resource_id=id_, uow=uow)
+        return WriteResult(written.stored, written.status)
+
+    def conditional_update(
+        self,
+        ctx: RequestContext,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        resource: Any,
+        *,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        body = self.validated(resource, resource_type)
+        self._authorize_write(ctx, Interaction.UPDATE, resource_type)
+        self.require(ctx, Interaction.SEARCH, resource_type)
+        with self._store.unit_of_work(write=True) as uow:
+            written = self._writer.conditional_update(uow, ctx, body, params, if_match=if_match)
+            self.record(
+                ctx,
+                "update",
+                resource_type=resource_type,
+                resource_id=written.stored.id,
+                query=_query_text(params),
+                uow=uow,
+            )
+        return WriteResult(written.stored, written.status)
+
+    def patch(
+        self,
+        ctx: RequestContext,
+        resource_type: str,
+        id_: str,
+        operations: Any,
+        *,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        self._authorize_write(ctx, Interaction.UPDATE, resource_type)
+        with self._store.unit_of_work(write=True) as uow:
+            result, version = self._writer.patched(
+                uow, resource_type, id_, operations, if_match=if_match
+            )
+            body = self.validated(result, resource_type, id_)
+            written = self._writer.update(uow, ctx, body, id_, if_match=version, method="PATCH")
+            self.record(ctx, "patch", resource_type=resource_type, resource_id=id_, uow=uow)
+        return WriteResult(written.stored, 200)
+
+    def conditional_patch(
+        self,
+        ctx: RequestContext,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        operations: Any,
+        *,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        self.check_type(resource_type)
+        self.require(ctx, Interaction.SEARCH, resource_type)
+        with self._store.unit_of_work(write=False) as uow:
+            match = self._writer.match_one(uow, resource_type, params)
+        if match is None:
+            raise NotFound(f"no {resource_type} matches '{_query_text(params)}'")
+        return self.patch(ctx, resource_type, match.id, operations, if_match=if_match)
+
+    def delete(self, ctx: RequestContext, resource_type: str, id_: str) -> WriteResult:
+        self._authorize_write(ctx, Interaction.DELETE, resource_type)
+        with self._store.unit_of_work(write=True) as uow:
+            written = self._writer.delete(uow, ctx, resource_type, id_)
+            self.record(ctx, "delete", resource_type=resource_type, resource_id=id_, uow=uow)
+        return WriteResult(written.stored, written.status)
+
+    def conditional_delete(
+        self, ctx: RequestContext, resource_type: str, params: Sequence[tuple[str, str]]
+    ) -> WriteResult | None:
+        """Delete the single match; None when nothing matches (which is not an error)."""
+        self._authorize_write(ctx, Interaction.DELETE, resource_type)
+        self.require(ctx, Interaction.SEARCH, resource_type)
+        with self._store.unit_of_work(write=True) as uow:
+            match = self._writer.match_one(uow, resource_type, params)
+            if match is None:
+                return None
+            written = self._writer.delete(uow, ctx, resource_type, match.id)
+            self.record(
+                ctx,
+                "delete",
+                resource_type=resource_type,
+                resource_id=match.id,
+                query=_query_text(params),
+                uow=uow,
+            )
+        return WriteResult(written.stored, written.status)
+
+    # -- search and history -----------------------------------------------------
+
+    def search(
+        self,
+        ctx: RequestContext,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        strict: bool = False,
+    ) -> SearchResult:
+        with self._store.unit_of_work(write=False) as uow:
+            return self.search_in(uow, ctx, resource_type, params, strict=strict)
+
+    def search_in(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        strict: bool = False,
+        audit_uow: UnitOfWork | None = None,
+    ) -> SearchResult:
+        self.check_type(resource_type)
+        self.require(ctx, Interaction.SEARCH, resource_type)
+        parsed = parse_search(
+            resource_type,
+            params,
+            strict=strict,
+            default_count=self._default_count,
+            max_count=self._max_count,
+        )
+        count = 0 if parsed.summary_count else parsed.count
+        found = uow.find(
+            resource_type,
+            parsed.criteria,
+            Page(count=count + 1, after=parsed.cursor),
+            with_total=parsed.total != "none" or parsed.summary_count,
+        )
+        items = [(key, s) for key, s in found.items if self.permitted(ctx, Interaction.SEARCH, s)]
+        more = len(items) > count
+        items = items[:count]
+        next_cursor = str(items[-1][0]) if more and items else None
+        self.record(
+            ctx, "search", resource_type=resource_type, query=_query_text(params), uow=audit_uow
+        )
+        return SearchResult(
+            resource_type=resource_type,
+            entries=[s for _, s in items],
+            total=found.total,
+            next_cursor=next_cursor,
+            params=parsed.echo,
+            warnings=parsed.warnings,
+            summary_count=parsed.summary_count,
+        )
+
+    def render_search(self, result: SearchResult) -> bytes:
+        """The searchset Bundle, built from the stored bytes."""
+        path = result.resource_type
+        next_url = None
+        if result.next_cursor is not None:
+            next_url = page_url(
+                self.base_url, path, [*result.params, ("_cursor", result.next_cursor)]
+            )
+        return bundles.searchset(
+            base=self.base_url,
+            entries=result.entries,
+            total=result.total,
+            self_url=page_url(self.base_url, path, result.params),
+            next_url=next_url,
+            warnings=result.warnings,
+        )
+
+    def render_history(self, result: HistoryResult, path: str) -> bytes:
+        next_url = None
+        if result.next_cursor is not None:
+            next_url = page_url(
+                self.base_url, path, [*result.params, ("_cursor", result.next_cursor)]
+            )
+        return bundles.history(
+            base=self.base_url,
+            entries=result.entries,
+            total=result.total,
+            self_url=page_url(self.base_url, path, result.params),
+            next_url=next_url,
+        )
+
+    def search_resources(
+        self, ctx: RequestContext, resource_type: str, params: Sequence[tuple[str, str]]
+    ) -> list[dict[str, Any]]:
+        """Search and parse every page (for adapters that need the resources themselves)."""
+        out: list[dict[str, Any]] = []
+        query = [p for p in params if p[0] != "_cursor"]
+        while True:
+            result = self.search(ctx, resource_type, query, strict=True)
+            out.extend(orjson.loads(s.content) for s in result.entries)
+            if result.next_cursor is None:
+                return out
+            query = [p for p in query if p[0] != "_cursor"] + [("_cursor", result.next_cursor)]
+
+    def history(
+        self,
+        ctx: RequestContext,
+        resource_type: str | None,
+        id_: str | None,
+        params: Sequence[tuple[str, str]],
+    ) -> HistoryResult:
+        if resource_type is None:
+            if not ctx.scopes.allows(Interaction.SEARCH, "*"):
+                raise Forbidden("system history needs a scope that allows search on every type")
+        else:
+            self.check_type(resource_type)
+            self.require(ctx, Interaction.READ if id_ else Interaction.SEARCH, resource_type)
+        since, count, before, echo = None, self._default_count, None, []
+        for name, value in params:
+            if name == "_since":
+                try:
+                    since = parse_instant(value)
+                except BadRequest as exc:
+                    raise InvalidSearch(f"parameter '_since': {exc.message}") from exc
+                echo.append((name, value))
+            elif name == "_count":
+                if not value.isdigit():
+                    raise InvalidSearch(f"parameter '_count' must be a whole number, not '{value}'")
+                count = min(int(value), self._max_count)
+                echo.append((name, value))
+            elif name == "_cursor":
+                if not value.isdigit():
+                    raise InvalidSearch("parameter '_cursor' is not valid")
+                before = int(value)
+            elif name not in ("_format", "_pretty"):
+                raise InvalidSearch(f"parameter '{name}' is not supported on history")
+        query = HistoryQuery(
+            type=resource_type, id=id_, since=since, count=count + 1, before_seq=before
+        )
+        with self._store.unit_of_work(write=False) as uow:
+            if id_ is not None and resource_type is not None:
+                current = uow.get(resource_type, id_)
+                if current is None or not self.permitted(ctx, Interaction.READ, current):
+                    raise NotFound(f"{resource_type}/{id_} is not known")
+            rows = uow.history(query)
+            total = uow.count_history(query)
+        rows = [(seq, s) for seq, s in rows if self.permitted(ctx, Interaction.READ, s)]
+        more = len(rows) > count
+        rows = rows[:count]
+        self.record(
+            ctx, "history", resource_type=resource_type, resource_id=id_, query=_query_text(params)
+        )
+        return HistoryResult(
+            entries=[s for _, s in rows],
+            total=total,
+            next_cursor=str(rows[-1][0]) if more and rows else None,
+            params=echo,
+        )
+
+    # -- bundles and validation --------------------------------------------------
+
+    def process_bundle(
+        self, ctx: RequestContext, bundle: Any, *, prefer: str = "minimal"
+    ) -> dict[str, Any]:
+        """A transaction or batch Bundle; the response Bundle as a dict."""
+        processor = BundleProcessor(self, self._writer, self._store)
+        return processor.process(ctx, bundle, prefer=prefer)
+
+    def transaction(self, ctx: RequestContext, bundle: Mapping[str, Any]) -> dict[str, Any]:
+        if bundle.get("type") != "transaction":
+            raise BadRequest("expected a Bundle of type 'transaction'")
+        return self.process_bundle(ctx, dict(bundle))
+
+    def validate(
+        self,
+        ctx: RequestContext,
+        resource_type: str,
+        resource: Any,
+        *,
+        mode: str | None = None,
+        id_: str | None = None,
+    ) -> list[Issue]:
+        """$validate: the issues found (an empty list means valid). Nothing is written."""
+        self.check_type(resource_type)
+        self.require(ctx, Interaction.READ, resource_type)
+        if mode == "delete":
+            if id_ is None:
+                raise BadRequest("mode 'delete' needs an instance")
+            self.read(ctx, resource_type, id_)
+            return []
+        if resource is None:
+            if id_ is None:
+                raise BadRequest("$validate needs a resource")
+            resource = orjson.loads(self.read(ctx, resource_type, id_).content)
+        try:
+            self.validated(resource, resource_type, id_ if mode == "update" else None)
+        except FhirError as exc:
+            return exc.all_issues()
+        return []

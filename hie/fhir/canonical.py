@@ -1,0 +1,84 @@
+"""Canonical JSON bytes: how every resource is stored and served.
+
+A stored resource is ``resourceType``, ``id`` and ``meta`` first, then its elements in
+the order the writer sent them, compact UTF-8 JSON. Reads serve these bytes unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import orjson
+
+from hie.errors import BadRequest
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def instant(moment: datetime) -> str:
+    """FHIR ``instant`` in UTC with millisecond precision."""
+    moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def http_date(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def parse_instant(value: str) -> datetime:
+    """Parse an instant or dateTime with offset; naive values are taken as UTC."""
+    text = value.strip().replace("Z", "+00:00").replace(" ", "+")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise BadRequest(f"'{value}' is not a valid instant") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def loads(body: bytes | str) -> Any:
+    """Parse JSON text; a syntax error is a 400 naming where it is."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+
+
+def with_meta(
+    resource: Mapping[str, Any], *, id_: str, version: int, last_updated: datetime
+) -> dict[str, Any]:
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = instant(last_updated)
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": id_, "meta": meta}
+    for key, value in resource.items():
+        if key not in out:
+            out[key] = value
+    return out
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal apart from the server-managed meta.versionId and meta.lastUpdated."""
+
+    def strip(resource: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(resource)
+        meta = dict(out.get("meta") or {})
+        meta.pop("versionId", None)
+        meta.pop("lastUpdated", None)
+        if meta:
+            out["meta"] = meta
+        else:
+            out.pop("meta", None)
+        out.pop("id", None)
+        return out
+
+    return strip(a) == strip(b)

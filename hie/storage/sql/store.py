@@ -1,0 +1,278 @@
+"""The SQL implementation of the storage port (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from hie.storage.ports import (
+    AuditRecord,
+    Criterion,
+    Found,
+    HistoryQuery,
+    IdCriterion,
+    NewVersion,
+    Page,
+    StoredResource,
+    VersionConflict,
+)
+from hie.storage.sql.engine import WRITE_OPTION, is_sqlite
+from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow, token_index
+
+R = cast(Table, ResourceRow.__table__)
+V = cast(Table, VersionRow.__table__)
+T = token_index
+A = cast(Table, AuditRow.__table__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _lock_id(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class SqlUnitOfWork:
+    """One database transaction, implementing ``hie.storage.ports.UnitOfWork``."""
+
+    def __init__(self, conn: Connection, sqlite: bool) -> None:
+        self._conn = conn
+        self._sqlite = sqlite
+
+    # -- reads ---------------------------------------------------------------
+
+    @staticmethod
+    def _stored(row: Sequence[Any]) -> StoredResource:
+        return StoredResource(
+            type=row[0],
+            id=row[1],
+            version=row[2],
+            last_updated=from_us(row[3]),
+            deleted=row[4],
+            content=row[5],
+            custodian=row[6],
+        )
+
+    def get(self, type_: str, id_: str) -> StoredResource | None:
+        row = self._conn.execute(
+            select(
+                R.c.type,
+                R.c.id,
+                R.c.version,
+                R.c.last_updated_us,
+                R.c.deleted,
+                R.c.content,
+                R.c.custodian,
+            ).where(R.c.type == type_, R.c.id == id_)
+        ).first()
+        return self._stored(row) if row else None
+
+    def get_version(self, type_: str, id_: str, version: int) -> StoredResource | None:
+        row = self._conn.execute(
+            select(
+                V.c.type,
+                V.c.id,
+                V.c.version,
+                V.c.last_updated_us,
+                V.c.deleted,
+                V.c.content,
+                V.c.custodian,
+            )
+            .join(R, R.c.pk == V.c.res_pk)
+            .where(R.c.type == type_, R.c.id == id_, V.c.version == version)
+        ).first()
+        return self._stored(row) if row else None
+
+    def _criterion(self, criterion: Criterion, type_: str) -> ColumnElement[bool]:
+        if isinstance(criterion, IdCriterion):
+            return R.c.id.in_(criterion.ids)
+        alternatives = []
+        for system, code in criterion.alternatives:
+            parts: list[ColumnElement[bool]] = []
+            if code is not None:
+                parts.append(T.c.code == code)
+            if system == "":
+                parts.append(T.c.system.is_(None))
+            elif system is not None:
+                parts.append(T.c.system == system)
+            alternatives.append(and_(*parts) if parts else T.c.code.is_not(None))
+        return exists().where(
+            T.c.res_pk == R.c.pk,
+            T.c.type == type_,
+            T.c.param == criterion.param,
+            or_(*alternatives),
+        )
+
+    def find(
+        self, type_: str, criteria: Sequence[Criterion], page: Page, *, with_total: bool
+    ) -> Found:
+        where = [R.c.type == type_, R.c.deleted.is_(False)]
+        where += [self._criterion(c, type_) for c in criteria]
+        query = select(
+            R.c.pk,
+            R.c.type,
+            R.c.id,
+            R.c.version,
+            R.c.last_updated_us,
+            R.c.deleted,
+            R.c.content,
+            R.c.custodian,
+        ).where(*where)
+        if page.after is not None:
+            query = query.where(R.c.pk > page.after)
+        rows = self._conn.execute(query.order_by(R.c.pk).limit(page.count)).all()
+        total = None
+        if with_total:
+            total = self._conn.execute(
+                select(func.count()).select_from(R).where(*where)
+            ).scalar_one()
+        items = [(row[0], self._stored(row[1:])) for row in rows]
+        return Found(items=items, total=total)
+
+    def _history_where(self, query: HistoryQuery) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        if query.id is not None:
+            res_pk = (
+                select(R.c.pk).where(R.c.type == query.type, R.c.id == query.id).scalar_subquery()
+            )
+            where.append(V.c.res_pk == res_pk)
+        elif query.type is not None:
+            where.append(V.c.type == query.type)
+        if query.since is not None:
+            where.append(V.c.last_updated_us >= to_us(query.since))
+        return where
+
+    def history(self, query: HistoryQuery) -> list[tuple[int, StoredResource]]:
+        where = self._history_where(query)
+        if query.before_seq is not None:
+            where.append(V.c.seq < query.before_seq)
+        rows = self._conn.execute(
+            select(
+                V.c.seq,
+                V.c.type,
+                V.c.id,
+                V.c.version,
+                V.c.last_updated_us,
+                V.c.deleted,
+                V.c.content,
+                V.c.custodian,
+            )
+            .where(*where)
+            .order_by(V.c.seq.desc())
+            .limit(query.count)
+        ).all()
+        return [(row[0], self._stored(row[1:])) for row in rows]
+
+    def count_history(self, query: HistoryQuery) -> int:
+        where = self._history_where(query)
+        return int(
+            self._conn.execute(select(func.count()).select_from(V).where(*where)).scalar_one()
+        )
+
+    # -- writes --------------------------------------------------------------
+
+    def lock(self, key: str) -> None:
+        # SQLite already serialises writers (BEGIN IMMEDIATE); PostgreSQL needs a lock.
+        if not self._sqlite:
+            self._conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(key)})
+
+    def write(self, new: NewVersion) -> None:
+        stamp = to_us(new.last_updated)
+        values = {
+            "version": new.version,
+            "last_updated_us": stamp,
+            "deleted": new.deleted,
+            "custodian": new.custodian,
+            "content": new.content,
+        }
+        if new.expected_version is None:
+            res_pk = self._conn.execute(
+                insert(R).values(type=new.type, id=new.id, **values).returning(R.c.pk)
+            ).scalar_one()
+        else:
+            res_pk_row = self._conn.execute(
+                update(R)
+                .where(R.c.type == new.type, R.c.id == new.id, R.c.version == new.expected_version)
+                .values(**values)
+                .returning(R.c.pk)
+            ).first()
+            if res_pk_row is None:
+                raise VersionConflict(
+                    f"{new.type}/{new.id} is no longer at version {new.expected_version}"
+                )
+            res_pk = res_pk_row[0]
+            self._conn.execute(delete(T).where(T.c.res_pk == res_pk))
+        self._conn.execute(
+            insert(V).values(res_pk=res_pk, type=new.type, id=new.id, method=new.method, **values)
+        )
+        if new.tokens:
+            self._conn.execute(
+                insert(T),
+                [
+                    {
+                        "res_pk": res_pk,
+                        "type": new.type,
+                        "param": t.param,
+                        "system": t.system,
+                        "code": t.code,
+                    }
+                    for t in new.tokens
+                ],
+            )
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if not records:
+            return
+        self._conn.execute(
+            insert(A),
+            [
+                {
+                    "recorded_us": to_us(r.recorded),
+                    "actor": r.actor,
+                    "organization": r.organization,
+                    "purpose": r.purpose,
+                    "action": r.action,
+                    "outcome": r.outcome,
+                    "resource_type": r.resource_type,
+                    "resource_id": r.resource_id,
+                    "query": r.query,
+                    "source": r.source,
+                    "detail": r.detail,
+                }
+                for r in records
+            ],
+        )
+
+
+class SqlStore:
+    """``hie.storage.ports.Store`` over an SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sqlite = is_sqlite(str(engine.url))
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool) -> Iterator[SqlUnitOfWork]:
+        with self.engine.connect() as conn:
+            if write:
+                conn = conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield SqlUnitOfWork(conn, self._sqlite)
+
+    def close(self) -> None:
+        self.engine.dispose()
