@@ -73,6 +73,11 @@ class FhirError(Exception):
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
+    @classmethod
+    def at(cls, message: str, *expression: str, code: str | None = None) -> FhirError:
+        """An error whose single issue points at element paths (FHIRPath expressions)."""
+        return cls(message, issues=[Issue("error", code or cls.code, message, expression)])
+
     def all_issues(self) -> list[Issue]:
         return list(self.issues) or [Issue("error", self.code, self.message)]
 

@@ -136,20 +136,16 @@ class Exchange:
             raise BadRequest("the body must be a JSON object holding a FHIR resource")
         actual = resource.get("resourceType")
         if resource_type is not None and actual != resource_type:
-            raise BadRequest(
+            raise BadRequest.at(
                 f"the body holds resourceType '{actual}' but was sent to {resource_type}",
-                issues=[
-                    Issue(
-                        "error", "invalid", "resourceType does not match the URL", ("resourceType",)
-                    )
-                ],
+                "resourceType",
             )
         if isinstance(actual, str):
             self.check_type(actual)
         if id_ is not None and resource.get("id") != id_:
-            raise BadRequest(
+            raise BadRequest.at(
                 f"the body's id '{resource.get('id')}' does not match the URL id '{id_}'",
-                issues=[Issue("error", "invalid", "id does not match the URL", (f"{actual}.id",))],
+                f"{actual}.id",
             )
         self._validator.check(resource)
         return resource

@@ -114,26 +114,15 @@ class BundleProcessor:
     def _parse(self, index: int, raw: Any) -> Entry:
         where = f"Bundle.entry[{index}]"
         if not isinstance(raw, dict):
-            raise BadRequest(
-                f"{where} is not an object",
-                issues=[Issue("error", "structure", "entry is not an object", (where,))],
-            )
+            raise BadRequest.at(f"{where} is not an object", where, code="structure")
         request = raw.get("request")
         if (
             not isinstance(request, dict)
             or not isinstance(request.get("method"), str)
             or not isinstance(request.get("url"), str)
         ):
-            raise BadRequest(
-                f"{where} has no request with method and url",
-                issues=[
-                    Issue(
-                        "error",
-                        "required",
-                        "entry.request.method and entry.request.url are required",
-                        (f"{where}.request",),
-                    )
-                ],
+            raise BadRequest.at(
+                f"{where} needs request.method and request.url", f"{where}.request", code="required"
             )
         method = request["method"].upper()
         if method not in _ORDER:
@@ -167,11 +156,8 @@ class BundleProcessor:
             entry.version = rest[2] if len(rest) == 3 else None
         self._x.check_type(entry.resource_type)
         if entry.method in ("POST", "PUT") and entry.resource is None:
-            raise BadRequest(
-                f"{where}: {entry.method} needs a resource",
-                issues=[
-                    Issue("error", "required", "entry.resource is required", (f"{where}.resource",))
-                ],
+            raise BadRequest.at(
+                f"{where}: {entry.method} needs a resource", f"{where}.resource", code="required"
             )
         if entry.method == "POST" and entry.id is not None:
             raise BadRequest(f"{where}: POST goes to the type, not to '{request['url']}'")
@@ -331,7 +317,7 @@ class BundleProcessor:
             if entry.method not in ("POST", "PUT") or entry.resource is None:
                 continue
 
-            def replace(ref: str, entry: Entry = entry) -> str | None:
+            def replace(ref: str, path: str, entry: Entry = entry) -> str | None:
                 if ref in id_map:
                     return id_map[ref]
                 if ref in resolved:
@@ -339,58 +325,33 @@ class BundleProcessor:
                 match = _CONDITIONAL_REF.match(ref)
                 if match is None:
                     if ref.startswith(("urn:uuid:", "urn:oid:")):
-                        raise BadRequest(
-                            f"reference '{ref}' names no entry of this Bundle",
-                            issues=[
-                                Issue(
-                                    "error",
-                                    "not-found",
-                                    f"reference '{ref}' names no entry of this Bundle",
-                                    (f"{entry.where}.resource",),
-                                )
-                            ],
+                        raise BadRequest.at(
+                            f"entry {entry.index}: reference '{ref}' names no entry of this Bundle",
+                            path,
+                            code="not-found",
                         )
                     return None
                 resolved[ref] = self._conditional_reference(
-                    uow, entry, ref, match.group(1), match.group(2)
+                    uow, entry, ref, path, match.group(1), match.group(2)
                 )
                 return resolved[ref]
 
-            rewrite_references(entry.resource, replace)
+            rewrite_references(entry.resource, replace, f"{entry.where}.resource")
 
     def _conditional_reference(
-        self, uow: UnitOfWork, entry: Entry, ref: str, resource_type: str, query: str
+        self, uow: UnitOfWork, entry: Entry, ref: str, path: str, resource_type: str, query: str
     ) -> str:
         params = parse_qsl(query, keep_blank_values=True)
+        where = f"entry {entry.index}: conditional reference '{ref}'"
         try:
             self._x.check_type(resource_type)
             matches = self._writer.match(uow, resource_type, params)
         except FhirError as error:
-            raise BadRequest(f"conditional reference '{ref}': {error.message}") from error
+            raise BadRequest.at(f"{where}: {error.message}", path) from error
         if not matches:
-            raise BadRequest(
-                f"conditional reference '{ref}' matches no resource",
-                issues=[
-                    Issue(
-                        "error",
-                        "not-found",
-                        f"conditional reference '{ref}' matches no resource",
-                        (f"{entry.where}.resource",),
-                    )
-                ],
-            )
+            raise BadRequest.at(f"{where} matches no resource", path, code="not-found")
         if len(matches) > 1:
-            raise MultipleMatches(
-                f"conditional reference '{ref}' matches more than one resource",
-                issues=[
-                    Issue(
-                        "error",
-                        "multiple-matches",
-                        f"conditional reference '{ref}' matches more than one resource",
-                        (f"{entry.where}.resource",),
-                    )
-                ],
-            )
+            raise MultipleMatches.at(f"{where} matches more than one resource", path)
         return f"{resource_type}/{matches[0].id}"
 
     def _execute(self, uow: UnitOfWork, ctx: RequestContext, entry: Entry, prefer: str) -> None:

@@ -17,7 +17,6 @@ from hie.context import RequestContext
 from hie.errors import (
     BadRequest,
     Conflict,
-    Issue,
     MultipleMatches,
     NotFound,
     PreconditionFailed,
@@ -202,16 +201,9 @@ class Writer:
         if existing is None:
             return self.update(uow, ctx, resource, body_id or self._new_id(), if_match=if_match)
         if body_id is not None and body_id != existing.id:
-            raise BadRequest(
+            raise BadRequest.at(
                 f"the resource id '{body_id}' differs from the matched {resource_type}/{existing.id}",
-                issues=[
-                    Issue(
-                        "error",
-                        "invalid",
-                        "id does not match the conditional match",
-                        (f"{resource_type}.id",),
-                    )
-                ],
+                f"{resource_type}.id",
             )
         return self.update(uow, ctx, resource, existing.id, if_match=if_match)
 

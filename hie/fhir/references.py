@@ -22,17 +22,19 @@ def iter_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from iter_references(item, f"{path}[{index}]")
 
 
-def rewrite_references(node: Any, replace: Callable[[str], str | None]) -> None:
-    """Replace in place every Reference.reference for which ``replace`` returns a value."""
+def rewrite_references(
+    node: Any, replace: Callable[[str, str], str | None], path: str = ""
+) -> None:
+    """Replace in place every Reference.reference for which ``replace(ref, path)`` gives a value."""
     if isinstance(node, dict):
         ref = node.get("reference")
         if isinstance(ref, str):
-            new = replace(ref)
+            new = replace(ref, f"{path}.reference")
             if new is not None:
                 node["reference"] = new
         for key, value in node.items():
             if isinstance(value, dict | list) and key != "reference":
-                rewrite_references(value, replace)
+                rewrite_references(value, replace, f"{path}.{key}")
     elif isinstance(node, list):
-        for item in node:
-            rewrite_references(item, replace)
+        for index, item in enumerate(node):
+            rewrite_references(item, replace, f"{path}[{index}]")

@@ -13,7 +13,6 @@ from hie.errors import (
     BadRequest,
     FhirError,
     Issue,
-    NotFound,
     UnsupportedMediaType,
     operation_outcome,
 )
@@ -205,10 +204,6 @@ def create_fhir_blueprint(
         ctx = authenticate()
         stored = exchange.vread(ctx, rtype, rid, vid)
         return http.fhir_response(stored.content, 200, http.version_headers(stored, base))
-
-    @bp.route("/<rtype>/<rid>/<path:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    def unknown(rtype: str, rid: str, rest: str) -> Response:
-        raise NotFound(f"no FHIR endpoint at {rtype}/{rid}/{rest}")
 
     return bp
 

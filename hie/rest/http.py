@@ -81,7 +81,7 @@ def _media(value: str | None) -> str:
 def check_format(request: Request) -> None:
     """Only JSON is served: ``_format`` and Accept must allow it (406 otherwise)."""
     fmt = request.args.get("_format")
-    if fmt is not None and fmt.strip().lower() not in _FORMAT_ALIASES:
+    if fmt is not None and fmt.strip().lower().replace(" ", "+") not in _FORMAT_ALIASES:
         raise NotAcceptable(f"_format '{fmt}' is not supported; this server speaks FHIR JSON")
     accept = request.headers.get("Accept")
     if fmt is None and accept:

@@ -1,1 +1,177 @@
-"""In-memory storage twin for tests."""
+"""An in-memory twin of the SQL store, for fast tests of the exchange.
+
+It honours the same contract (tests/hie/storage run one suite against it, SQLite and
+PostgreSQL): one writer at a time, readers see only committed state, and a failed unit
+of work leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+from hie.storage.ports import (
+    AuditRecord,
+    Criterion,
+    Found,
+    HistoryQuery,
+    IdCriterion,
+    NewVersion,
+    Page,
+    StoredResource,
+    TokenCriterion,
+    TokenRow,
+    VersionConflict,
+)
+
+
+@dataclass
+class _State:
+    resources: dict[tuple[str, str], tuple[int, StoredResource]] = field(default_factory=dict)
+    versions: list[tuple[int, int, StoredResource]] = field(default_factory=list)
+    tokens: dict[int, tuple[TokenRow, ...]] = field(default_factory=dict)
+    audit: list[AuditRecord] = field(default_factory=list)
+    next_pk: int = 1
+    next_seq: int = 1
+
+    def copy(self) -> _State:
+        return replace(
+            self,
+            resources=dict(self.resources),
+            versions=list(self.versions),
+            tokens=dict(self.tokens),
+            audit=list(self.audit),
+        )
+
+
+def _token_matches(rows: Sequence[TokenRow], criterion: TokenCriterion) -> bool:
+    for row in rows:
+        if row.param != criterion.param:
+            continue
+        for system, code in criterion.alternatives:
+            if code is not None and row.code != code:
+                continue
+            if system == "" and row.system is not None:
+                continue
+            if system and row.system != system:
+                continue
+            return True
+    return False
+
+
+class MemoryUnitOfWork:
+    def __init__(self, state: _State, *, write: bool) -> None:
+        self.state = state
+        self._write = write
+
+    def get(self, type_: str, id_: str) -> StoredResource | None:
+        found = self.state.resources.get((type_, id_))
+        return found[1] if found else None
+
+    def get_version(self, type_: str, id_: str, version: int) -> StoredResource | None:
+        for _, _, stored in self.state.versions:
+            if stored.type == type_ and stored.id == id_ and stored.version == version:
+                return stored
+        return None
+
+    def lock(self, key: str) -> None:
+        return None  # the store's single writer lock already serialises writers
+
+    def write(self, new: NewVersion) -> None:
+        if not self._write:
+            raise RuntimeError("write in a read-only unit of work")
+        state = self.state
+        current = state.resources.get((new.type, new.id))
+        if new.expected_version is None:
+            if current is not None:
+                raise VersionConflict(f"{new.type}/{new.id} already exists")
+            pk = state.next_pk
+            state.next_pk += 1
+        else:
+            if current is None or current[1].version != new.expected_version:
+                raise VersionConflict(
+                    f"{new.type}/{new.id} is no longer at version {new.expected_version}"
+                )
+            pk = current[0]
+        stored = StoredResource(
+            new.type, new.id, new.version, new.last_updated, new.deleted, new.content, new.custodian
+        )
+        state.resources[(new.type, new.id)] = (pk, stored)
+        state.versions.append((state.next_seq, pk, stored))
+        state.next_seq += 1
+        state.tokens[pk] = tuple(new.tokens)
+
+    def find(
+        self, type_: str, criteria: Sequence[Criterion], page: Page, *, with_total: bool
+    ) -> Found:
+        matches: list[tuple[int, StoredResource]] = []
+        for (rtype, _), (pk, stored) in self.state.resources.items():
+            if rtype != type_ or stored.deleted:
+                continue
+            ok = True
+            for criterion in criteria:
+                if isinstance(criterion, IdCriterion):
+                    ok = stored.id in criterion.ids
+                else:
+                    ok = _token_matches(self.state.tokens.get(pk, ()), criterion)
+                if not ok:
+                    break
+            if ok:
+                matches.append((pk, stored))
+        matches.sort(key=lambda item: item[0])
+        total = len(matches) if with_total else None
+        if page.after is not None:
+            matches = [m for m in matches if m[0] > page.after]
+        return Found(items=matches[: page.count], total=total)
+
+    def _history(self, query: HistoryQuery) -> list[tuple[int, StoredResource]]:
+        out = []
+        for seq, _, stored in self.state.versions:
+            if query.type is not None and stored.type != query.type:
+                continue
+            if query.id is not None and stored.id != query.id:
+                continue
+            if query.since is not None and stored.last_updated < query.since:
+                continue
+            out.append((seq, stored))
+        out.sort(key=lambda item: item[0], reverse=True)
+        return out
+
+    def history(self, query: HistoryQuery) -> list[tuple[int, StoredResource]]:
+        rows = self._history(query)
+        if query.before_seq is not None:
+            rows = [r for r in rows if r[0] < query.before_seq]
+        return rows[: query.count]
+
+    def count_history(self, query: HistoryQuery) -> int:
+        return len(self._history(query))
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if not self._write:
+            raise RuntimeError("write in a read-only unit of work")
+        self.state.audit.extend(records)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._state = _State()
+        self._writer = threading.Lock()
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool) -> Iterator[MemoryUnitOfWork]:
+        if not write:
+            yield MemoryUnitOfWork(self._state, write=False)
+            return
+        with self._writer:
+            uow = MemoryUnitOfWork(self._state.copy(), write=True)
+            yield uow
+            self._state = uow.state  # commit: publish the new state in one assignment
+
+    @property
+    def audit(self) -> list[AuditRecord]:
+        return list(self._state.audit)
+
+    def close(self) -> None:
+        return None

@@ -4,7 +4,7 @@ import pytest
 
 from hie.settings import Settings, SettingsError, load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_default_toml_matches_model_defaults() -> None:

@@ -1,0 +1,228 @@
+"""One contract, three stores: memory, SQLite and PostgreSQL behave the same."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hie.storage.memory import MemoryStore
+from hie.storage.ports import (
+    AuditRecord,
+    HistoryQuery,
+    IdCriterion,
+    NewVersion,
+    Page,
+    Store,
+    TokenCriterion,
+    TokenRow,
+    VersionConflict,
+)
+from hie.storage.sql.engine import build_engine
+from hie.storage.sql.store import SqlStore
+from tests.support import fresh_database
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    sql = SqlStore(build_engine(fresh_database(request.param, request, tmp_path)))
+    yield sql
+    sql.close()
+
+
+def version(
+    type_: str,
+    id_: str,
+    v: int,
+    *,
+    tokens: tuple[TokenRow, ...] = (),
+    deleted: bool = False,
+    at: datetime = T0,
+    expected: int | None = None,
+) -> NewVersion:
+    content = (
+        b""
+        if deleted
+        else b'{"resourceType":"%s","id":"%s","v":%d}' % (type_.encode(), id_.encode(), v)
+    )
+    return NewVersion(
+        type_, id_, v, at, deleted, content, "PUT", "Organization/a", tokens, expected
+    )
+
+
+def test_write_then_read_current_and_versions(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "p1", 1))
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "p1", 2, at=T0 + timedelta(seconds=1), expected=1))
+    with store.unit_of_work(write=False) as uow:
+        current = uow.get("Patient", "p1")
+        assert current is not None
+        assert current.version == 2
+        assert current.last_updated == T0 + timedelta(seconds=1)
+        assert current.custodian == "Organization/a"
+        first = uow.get_version("Patient", "p1", 1)
+        assert first is not None
+        assert first.content.endswith(b'"v":1}')
+        assert uow.get_version("Patient", "p1", 3) is None
+        assert uow.get("Observation", "p1") is None  # each type has its own id space
+
+
+def test_same_id_in_two_types_is_two_resources(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "x", 1))
+        uow.write(version("Observation", "x", 1))
+    with store.unit_of_work(write=False) as uow:
+        patient, obs = uow.get("Patient", "x"), uow.get("Observation", "x")
+        assert patient is not None
+        assert obs is not None
+        assert patient.content != obs.content
+
+
+def test_stale_expected_version_conflicts(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "p1", 1))
+    with pytest.raises(VersionConflict), store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "p1", 2, expected=5))
+
+
+def test_failed_unit_of_work_leaves_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "gone", 1))
+        raise RuntimeError("boom")
+    with store.unit_of_work(write=False) as uow:
+        assert uow.get("Patient", "gone") is None
+        assert uow.history(HistoryQuery(type="Patient")) == []
+
+
+def test_find_by_id_and_token_with_keyset_paging(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        for n in range(5):
+            tokens = (
+                TokenRow("identifier", "urn:mrn", f"m{n % 2}"),
+                TokenRow("identifier", None, "bare"),
+            )
+            uow.write(version("Patient", f"p{n}", 1, tokens=tokens))
+        uow.write(version("Patient", "d", 1, deleted=True))
+    with store.unit_of_work(write=False) as uow:
+        found = uow.find(
+            "Patient",
+            [TokenCriterion("identifier", (("urn:mrn", "m0"),))],
+            Page(10),
+            with_total=True,
+        )
+        assert [s.id for _, s in found.items] == ["p0", "p2", "p4"]
+        assert found.total == 3
+        page1 = uow.find("Patient", [], Page(2), with_total=True)
+        assert [s.id for _, s in page1.items] == ["p0", "p1"]
+        assert page1.total == 5  # deletions never count
+        page2 = uow.find("Patient", [], Page(2, after=page1.items[-1][0]), with_total=False)
+        assert [s.id for _, s in page2.items] == ["p2", "p3"]
+        assert page2.total is None
+        by_code = uow.find(
+            "Patient", [TokenCriterion("identifier", ((None, "m1"),))], Page(10), with_total=False
+        )
+        assert [s.id for _, s in by_code.items] == ["p1", "p3"]
+        no_system = uow.find(
+            "Patient", [TokenCriterion("identifier", (("", "bare"),))], Page(10), with_total=False
+        )
+        assert len(no_system.items) == 5
+        any_code = uow.find(
+            "Patient",
+            [TokenCriterion("identifier", (("urn:mrn", None),))],
+            Page(10),
+            with_total=False,
+        )
+        assert len(any_code.items) == 5
+        both = uow.find(
+            "Patient",
+            [
+                IdCriterion(("p1", "p2")),
+                TokenCriterion("identifier", (("urn:mrn", "m1"), ("urn:mrn", "zz"))),
+            ],
+            Page(10),
+            with_total=False,
+        )
+        assert [s.id for _, s in both.items] == ["p1"]
+
+
+def test_update_replaces_index_rows(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "p", 1, tokens=(TokenRow("identifier", "s", "old"),)))
+    with store.unit_of_work(write=True) as uow:
+        uow.write(
+            version("Patient", "p", 2, tokens=(TokenRow("identifier", "s", "new"),), expected=1)
+        )
+    with store.unit_of_work(write=False) as uow:
+        old = uow.find(
+            "Patient", [TokenCriterion("identifier", (("s", "old"),))], Page(5), with_total=False
+        )
+        new = uow.find(
+            "Patient", [TokenCriterion("identifier", (("s", "new"),))], Page(5), with_total=False
+        )
+        assert old.items == []
+        assert [s.id for _, s in new.items] == ["p"]
+
+
+def test_history_newest_first_filtered_and_paged(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "a", 1, at=T0))
+        uow.write(version("Observation", "o", 1, at=T0 + timedelta(seconds=1)))
+        uow.write(version("Patient", "a", 2, at=T0 + timedelta(seconds=2), expected=1))
+        uow.write(
+            version("Patient", "a", 3, at=T0 + timedelta(seconds=3), deleted=True, expected=2)
+        )
+    with store.unit_of_work(write=False) as uow:
+        everything = uow.history(HistoryQuery(count=10))
+        assert [(s.type, s.version) for _, s in everything] == [
+            ("Patient", 3),
+            ("Patient", 2),
+            ("Observation", 1),
+            ("Patient", 1),
+        ]
+        assert everything[0][1].deleted
+        instance = uow.history(HistoryQuery(type="Patient", id="a", count=10))
+        assert [s.version for _, s in instance] == [3, 2, 1]
+        since = HistoryQuery(type="Patient", since=T0 + timedelta(seconds=2), count=10)
+        assert [s.version for _, s in uow.history(since)] == [3, 2]
+        assert uow.count_history(since) == 2
+        page = uow.history(HistoryQuery(count=2))
+        rest = uow.history(HistoryQuery(count=2, before_seq=page[-1][0]))
+        assert [s.version for _, s in rest] == [1, 1]
+
+
+def test_audit_records_are_appended(store: Store) -> None:
+    record = AuditRecord(T0, "tester", "Organization/a", "TREAT", "read", "success", "Patient", "p")
+    with store.unit_of_work(write=True) as uow:
+        uow.append_audit([record, record])
+
+
+def test_concurrent_writers_with_same_expected_version_one_wins(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "race", 1))
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def attempt(n: int) -> None:
+        barrier.wait()
+        try:
+            with store.unit_of_work(write=True) as uow:
+                uow.write(version("Patient", "race", 2, expected=1))
+            outcomes.append("won")
+        except VersionConflict:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["lost"] * 7 + ["won"]
