@@ -19,6 +19,17 @@ from hie.exchange import Exchange
 from hie.fhir.canonical import loads
 
 SUFFIXES = (".json", ".ndjson", ".jsonl")
+# Referenced before they reference: loading these first lets conditional references
+# such as Location?identifier=... in later files resolve on the first pass.
+_FIRST = [
+    "Organization",
+    "Location",
+    "Practitioner",
+    "PractitionerRole",
+    "Patient",
+    "Device",
+    "Medication",
+]
 
 
 @dataclass
@@ -27,18 +38,34 @@ class ImportReport:
     files_failed: int = 0
     created: int = 0
     updated: int = 0
-    unchanged: int = 0
     errors: list[str] = field(default_factory=list)
 
 
+def _first_type(path: Path) -> str:
+    if path.suffix not in (".ndjson", ".jsonl"):
+        return ""
+    try:
+        with path.open("rb") as handle:
+            head = loads(handle.readline())
+    except (FhirError, OSError, UnicodeDecodeError):
+        return ""
+    return str(head.get("resourceType", "")) if isinstance(head, dict) else ""
+
+
+def _rank(path: Path) -> tuple[int, str]:
+    rtype = _first_type(path)
+    return (_FIRST.index(rtype) if rtype in _FIRST else len(_FIRST), str(path))
+
+
 def collect_files(paths: Iterable[Path]) -> list[Path]:
+    """Every loadable file under ``paths``, NDJSON of referenced types first."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()))
+            files.extend(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
         else:
             files.append(path)
-    return files
+    return sorted(files, key=_rank)
 
 
 def _entry_for(resource: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -132,3 +133,92 @@ class Api:
 
 def iter_entries(bundle: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     yield from bundle.get("entry") or []
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RunningServer:
+    """``hie serve`` in a subprocess, as an integrator would run it."""
+
+    def __init__(self, base: str, env: dict[str, str], process: Any) -> None:
+        self.base = base
+        self.fhir = base + "/fhir"
+        self.env = env
+        self.process = process
+
+    def hie(self, *args: str) -> str:
+        import subprocess
+        import sys
+
+        out = subprocess.run(
+            [sys.executable, "-m", "hie", *args],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip()
+
+    def token(self, scope: str = "system/*.cruds") -> str:
+        return self.hie("token", "--scope", scope)
+
+
+def server_env(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIE_")}
+    env.update(
+        {
+            "HIE_DATABASE_URL": db_url,
+            "HIE_DATA_DIR": str(data_dir),
+            "HIE_HTTP_PORT": str(free_port()),
+            "HIE_CONFIG_DIR": str(Path(__file__).parents[1] / "config"),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def running_server(env: dict[str, str], timeout: float = 60.0) -> Iterator[RunningServer]:
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    base = f"http://127.0.0.1:{env['HIE_HTTP_PORT']}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hie", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                raise RuntimeError(f"hie serve exited with {process.returncode}:\n{output}")
+            try:
+                with urllib.request.urlopen(base + "/fhir/metadata", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("hie serve did not become ready")
+            time.sleep(0.2)
+        yield RunningServer(base, env, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()

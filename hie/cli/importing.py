@@ -43,13 +43,14 @@ def import_command(paths: tuple[Path, ...], organization: str | None, chunk: int
     finally:
         services.close()
     report = importer.report
-    console.print(
+    summary = (
         f"files: {report.files_ok} loaded, {report.files_failed} failed; "
-        f"resources: {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged; errors: {len(report.errors)}"
+        f"resources: {report.created} created, {report.updated} updated or unchanged; "
+        f"errors: {len(report.errors)}"
     )
+    console.print(summary, soft_wrap=True)
     for error in report.errors[:50]:
-        console.print(f"  {error}")
+        console.print(f"  {error}", soft_wrap=True)
     if len(report.errors) > 50:
         console.print(f"  ... and {len(report.errors) - 50} more")
     if report.files_failed or report.errors:
