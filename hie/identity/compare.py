@@ -95,7 +95,7 @@ def _name_level(x: NameForms, y: NameForms, latin_is_pinyin: bool) -> str:
             return "exact"
         if x.full_pinyin & y.full_pinyin:
             return "pinyin"
-        if one_edit_apart(x.hanzi, y.hanzi):
+        if _hanzi_typo(x.hanzi, y.hanzi):
             return "hanzi_typo"
     elif x.full_pinyin & y.full_pinyin:
         both_latin = not x.hanzi and not y.hanzi
@@ -103,6 +103,12 @@ def _name_level(x: NameForms, y: NameForms, latin_is_pinyin: bool) -> str:
     if _best_jw(x.full_pinyin, y.full_pinyin) >= _NAME_SIMILAR:
         return "pinyin_typo"
     return "disagree"
+
+
+def _hanzi_typo(x: str, y: str) -> bool:
+    # In a two-character name one different character is a different given name (siblings
+    # 张伟 / 张强), not a typo: only longer names can carry a typo and stay recognisable.
+    return min(len(x), len(y)) >= 3 and one_edit_apart(x, y)
 
 
 def _best_jw(a: frozenset[str], b: frozenset[str]) -> float:

@@ -21,10 +21,18 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hie.identity.blocking import blocking_keys
-from hie.identity.compare import COMPARATORS, Prepared, compare_identifier, compare_name, prepare
+from hie.identity.compare import (
+    COMPARATORS,
+    Prepared,
+    compare_birth_date,
+    compare_gender,
+    compare_identifier,
+    compare_name,
+    prepare,
+)
 from hie.identity.config import MatchConfig
 from hie.identity.record import PersonRecord
 
@@ -205,15 +213,15 @@ class Matcher:
 
 
 def _contradicts_id(p: Prepared) -> bool:
-    """The record's own birth date or sex disagrees with what its resident ID number says."""
+    """The record's own birth date (or sex) clearly disagrees with its resident ID number.
+
+    A typo or a day/month swap in the birth date is not a contradiction; a different date
+    is (a guardian's number on a child's record), and so is a different sex unless the birth
+    date confirms the number.
+    """
     rid = p.resident_id
-    if p.birth and p.birth != rid[6:14]:
-        b, r = p.birth, rid[6:14]
-        swapped = b[:4] == r[:4] and b[4:6] == r[6:8] and b[6:8] == r[4:6]
-        if not swapped:
-            return True
-    if p.gender:
-        sex = "male" if int(rid[16]) % 2 else "female"
-        if p.gender != sex:
-            return True
-    return False
+    id_view = replace(p, birth=rid[6:14], gender="male" if int(rid[16]) % 2 else "female")
+    dob = compare_birth_date(p, id_view)
+    if dob == "disagree":
+        return True
+    return compare_gender(p, id_view) == "disagree" and dob != "exact"
