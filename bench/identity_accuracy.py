@@ -32,14 +32,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from identity_population import generate  # noqa: E402
+from identity_population import generate
 
-from card.resident_id import is_valid  # noqa: E402
-from hie.identity import (  # noqa: E402
+from card.resident_id import is_valid
+from hie.identity import (
     BlockIndex,
     Identifier,
-    Matcher,
     MatchConfig,
+    Matcher,
     Outcome,
     PersonName,
     PersonRecord,
@@ -62,32 +62,55 @@ latin_names_are_pinyin = false
 
 [[comparison]]
 field = "given_name"
-levels = { exact = {m = 0.85, u = 0.005}, similar = {m = 0.07, u = 0.005}, partial = {m = 0.03, u = 0.02}, disagree = {m = 0.05, u = 0.97} }
+[comparison.levels]
+exact = {m = 0.85, u = 0.005}
+similar = {m = 0.07, u = 0.005}
+partial = {m = 0.03, u = 0.02}
+disagree = {m = 0.05, u = 0.97}
 
 [[comparison]]
 field = "family_name"
-levels = { exact = {m = 0.85, u = 0.002}, similar = {m = 0.07, u = 0.003}, partial = {m = 0.03, u = 0.01}, disagree = {m = 0.05, u = 0.985} }
+[comparison.levels]
+exact = {m = 0.85, u = 0.002}
+similar = {m = 0.07, u = 0.003}
+partial = {m = 0.03, u = 0.01}
+disagree = {m = 0.05, u = 0.985}
 
 [[comparison]]
 field = "birth_date"
-levels = { exact = {m = 0.85, u = 0.0005}, swapped = {m = 0.02, u = 0.0005}, typo = {m = 0.08, u = 0.005}, disagree = {m = 0.05, u = 0.994} }
+[comparison.levels]
+exact = {m = 0.85, u = 0.0005}
+swapped = {m = 0.02, u = 0.0005}
+typo = {m = 0.08, u = 0.005}
+disagree = {m = 0.05, u = 0.994}
 
 [[comparison]]
 field = "address"
-levels = { exact = {m = 0.6, u = 0.0005}, similar = {m = 0.3, u = 0.01}, disagree = {m = 0.1, u = 0.9895} }
+[comparison.levels]
+exact = {m = 0.6, u = 0.0005}
+similar = {m = 0.3, u = 0.01}
+disagree = {m = 0.1, u = 0.9895}
 
 [[comparison]]
 field = "locality"
-levels = { agree = {m = 0.85, u = 0.01}, disagree = {m = 0.15, u = 0.99} }
+[comparison.levels]
+agree = {m = 0.85, u = 0.01}
+disagree = {m = 0.15, u = 0.99}
 
 [[comparison]]
 field = "postal_code"
-levels = { exact = {m = 0.85, u = 0.005}, typo = {m = 0.1, u = 0.05}, disagree = {m = 0.05, u = 0.945} }
+[comparison.levels]
+exact = {m = 0.85, u = 0.005}
+typo = {m = 0.1, u = 0.05}
+disagree = {m = 0.05, u = 0.945}
 
 [[comparison]]
 field = "identifier"
 system = "ssn"
-levels = { exact = {m = 0.85, u = 0.0001}, typo = {m = 0.1, u = 0.001}, disagree = {m = 0.05, u = 0.9989} }
+[comparison.levels]
+exact = {m = 0.85, u = 0.0001}
+typo = {m = 0.1, u = 0.001}
+disagree = {m = 0.05, u = 0.9989}
 
 [blocking]
 passes = [
@@ -196,15 +219,29 @@ def run_synthetic(people: int, seed: int, config: MatchConfig) -> dict[str, Any]
         }
         comparisons += sum(len(v) for v in clusters.values())
         decision = matcher.decide(p, clusters)
-        if person in seen_people and (
-            decision.enterprise_id is None
-            or truth[members[decision.enterprise_id][0]] != person
-        ) and len(misses) < 12:
+        if (
+            person in seen_people
+            and (
+                decision.enterprise_id is None
+                or truth[members[decision.enterprise_id][0]] != person
+            )
+            and len(misses) < 12
+        ):
             mine = [m for m in found if truth[str(m)] == person]
             if mine:
                 c = matcher.compare(p, prepared[str(mine[0])])
-                misses.append((decision.outcome, decision.reason, rid, str(mine[0]),
-                               c.outcome, c.reason, c.score, str(c.levels)))
+                misses.append(
+                    (
+                        decision.outcome,
+                        decision.reason,
+                        rid,
+                        str(mine[0]),
+                        c.outcome,
+                        c.reason,
+                        c.score,
+                        str(c.levels),
+                    )
+                )
         outcomes[decision.outcome] += 1
         reasons[decision.reason] += 1
         auto.find(rid)
@@ -216,13 +253,22 @@ def run_synthetic(people: int, seed: int, config: MatchConfig) -> dict[str, Any]
             if decision.outcome is Outcome.MATCH:
                 auto.union(rid, top.record_id)
                 other = prepared[top.record_id]
-                if p.resident_id_valid and other.resident_id_valid and (
-                    p.resident_id != other.resident_id
+                if (
+                    p.resident_id_valid
+                    and other.resident_id_valid
+                    and (p.resident_id != other.resident_id)
                 ):
                     cross_id_auto_links += 1
             if truth[top.record_id] != person and len(errors) < 12:
-                errors.append((decision.outcome, rid, top.record_id, decision.score,
-                               str(top.comparison.levels)))
+                errors.append(
+                    (
+                        decision.outcome,
+                        rid,
+                        top.record_id,
+                        decision.score,
+                        str(top.comparison.levels),
+                    )
+                )
         enterprise_of[rid] = eid
         members[eid].append(rid)
         prepared[rid] = p
@@ -266,8 +312,9 @@ def febrl_records(df: Any, suffix: str) -> list[PersonRecord]:
             dob = dt.datetime.strptime(text("date_of_birth"), "%Y%m%d").date()
         except ValueError:
             dob = None
-        address = " ".join(x for x in (text("street_number"), text("address_1"),
-                                       text("address_2")) if x)
+        address = " ".join(
+            x for x in (text("street_number"), text("address_1"), text("address_2")) if x
+        )
         ssn = text("soc_sec_id")
         out.append(
             PersonRecord(
@@ -333,17 +380,23 @@ def run_febrl(config: MatchConfig) -> dict[str, Any]:
 
 
 def report_synthetic(res: dict[str, Any]) -> None:
-    print(f"synthetic Mianyang: {res['people']} people, {res['records']} records "
-          f"(generated in {res['generate_s']:.1f} s)")
-    print(f"  matched in {res['match_s']:.1f} s ({res['records'] / res['match_s']:.0f} records/s, "
-          f"{res['comparisons']} record comparisons)")
+    print(
+        f"synthetic Mianyang: {res['people']} people, {res['records']} records "
+        f"(generated in {res['generate_s']:.1f} s)"
+    )
+    print(
+        f"  matched in {res['match_s']:.1f} s ({res['records'] / res['match_s']:.0f} records/s, "
+        f"{res['comparisons']} record comparisons)"
+    )
     print(f"  blocking recall {res['blocking_recall']:.4f} ({res['blocking_lost']} lost)")
     print(res["provisional"].line("links (MATCH + POSSIBLE_MATCH)"))
     print(res["auto"].line("automatic links (MATCH only)"))
     print(f"  outcomes {dict(res['outcomes'])}")
     print(f"  reasons {dict(res['reasons'])}")
-    print(f"  automatic links between different valid resident IDs: {res['cross_id_auto_links']}"
-          f" (clusters holding two IDs: {res['auto_clusters_with_two_ids']})")
+    print(
+        f"  automatic links between different valid resident IDs: {res['cross_id_auto_links']}"
+        f" (clusters holding two IDs: {res['auto_clusters_with_two_ids']})"
+    )
     for err in res["errors"]:
         print("  wrong link:", *err)
     for miss in res["misses"]:
@@ -351,8 +404,10 @@ def report_synthetic(res: dict[str, Any]) -> None:
 
 
 def report_febrl(res: dict[str, Any]) -> None:
-    print(f"FEBRL4: {res['records']} records, matched in {res['match_s']:.1f} s, "
-          f"{res['comparisons']} comparisons, blocking recall {res['blocking_recall']:.4f}")
+    print(
+        f"FEBRL4: {res['records']} records, matched in {res['match_s']:.1f} s, "
+        f"{res['comparisons']} comparisons, blocking recall {res['blocking_recall']:.4f}"
+    )
     print(res["provisional"].line("links (MATCH + POSSIBLE_MATCH)"))
     print(res["auto"].line("automatic links (MATCH only)"))
 

@@ -35,7 +35,7 @@ from pypinyin import lazy_pinyin
 
 from card.resident_id import check_character
 from hie.identity import CARD_SOURCE, Identifier, PersonName, PersonRecord
-from hie.identity.names import SURNAME_READINGS, split_hanzi_name
+from hie.identity.names import SURNAME_READINGS
 
 # Approximate shares (percent) of the national population, 2020 census order; 曾 and a few
 # surnames with special readings are included on purpose.
@@ -157,14 +157,26 @@ class Generator:
         phone = self._phone()
         surname = self._surname()
         parent_birth = self._birth(18, 90)
-        members = [self._person(hid, surname, parent_birth, rng.choice("MF"), code, district,
-                                address, phone)]
+        members = [
+            self._person(
+                hid, surname, parent_birth, rng.choice("MF"), code, district, address, phone
+            )
+        ]
         if room > 1 and rng.random() < 0.6:  # a spouse, keeping their own surname
             spouse_birth = parent_birth + dt.timedelta(days=rng.randint(-1500, 1500))
             spouse_birth = min(spouse_birth, self.today - dt.timedelta(days=18 * 365))
-            members.append(self._person(hid, self._surname(), spouse_birth,
-                                        "F" if members[0].gender == "male" else "M", code,
-                                        district, address, self._phone()))
+            members.append(
+                self._person(
+                    hid,
+                    self._surname(),
+                    spouse_birth,
+                    "F" if members[0].gender == "male" else "M",
+                    code,
+                    district,
+                    address,
+                    self._phone(),
+                )
+            )
         age = (self.today - parent_birth).days // 365
         if age > 22 and room > len(members) and rng.random() < 0.6:
             kids = rng.choice([1, 1, 2])
@@ -175,12 +187,24 @@ class Generator:
                 for _ in range(2 if twin else 1):
                     # children under 16 often give a parent's phone
                     kid_phone = phone if (self.today - born).days < 16 * 365 else self._phone()
-                    members.append(self._person(hid, surname, born, rng.choice("MF"), code,
-                                                district, address, kid_phone))
+                    members.append(
+                        self._person(
+                            hid, surname, born, rng.choice("MF"), code, district, address, kid_phone
+                        )
+                    )
         return members[:room]
 
-    def _person(self, hid: int, surname: str, born: dt.date, sex: str, code: str,
-                district: str, address: str, phone: str) -> Person:
+    def _person(
+        self,
+        hid: int,
+        surname: str,
+        born: dt.date,
+        sex: str,
+        code: str,
+        district: str,
+        address: str,
+        phone: str,
+    ) -> Person:
         given = self._given(sex)
         region = self._region_code(code, born)
         key = (region, born.strftime("%Y%m%d"))
@@ -192,8 +216,18 @@ class Generator:
         rid = first17 + check_character(first17)
         self._count += 1
         pid = f"P{self._count:07d}"
-        return Person(pid, surname, given, born, "male" if sex == "M" else "female", rid,
-                      phone, district, address, hid)
+        return Person(
+            pid,
+            surname,
+            given,
+            born,
+            "male" if sex == "M" else "female",
+            rid,
+            phone,
+            district,
+            address,
+            hid,
+        )
 
     def _district(self) -> tuple[str, str, int, list[tuple[str, int]]]:
         return self.rng.choices(DISTRICTS, weights=[d[2] for d in DISTRICTS])[0]
@@ -222,14 +256,34 @@ class Generator:
         return self.today - dt.timedelta(days=days)
 
     def _phone(self) -> str:
-        prefix = self.rng.choice(["138", "139", "135", "136", "150", "151", "158", "159", "180",
-                                  "181", "187", "188", "133", "153", "177", "199", "166"])
+        prefix = self.rng.choice(
+            [
+                "138",
+                "139",
+                "135",
+                "136",
+                "150",
+                "151",
+                "158",
+                "159",
+                "180",
+                "181",
+                "187",
+                "188",
+                "133",
+                "153",
+                "177",
+                "199",
+                "166",
+            ]
+        )
         return prefix + f"{self.rng.randint(0, 99_999_999):08d}"
 
     def _address(self, district: str) -> str:
         rng = self.rng
-        return (f"{district}{rng.choice(STREETS)}{rng.randint(1, 300)}号"
-                f"{rng.randint(1, 30)}栋{rng.randint(1, 6)}单元{rng.randint(1, 30)}0{rng.randint(1, 4)}")
+        street, number = rng.choice(STREETS), rng.randint(1, 300)
+        building, unit, room = rng.randint(1, 30), rng.randint(1, 6), rng.randint(101, 3004)
+        return f"{district}{street}{number}号{building}栋{unit}单元{room}"
 
     # --- records ------------------------------------------------------------------------
 
@@ -256,7 +310,8 @@ class Generator:
             n += 1
 
     def _card_record(self, p: Person) -> PersonRecord:
-        stamp = dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=self.rng.randint(0, 10**6))
+        minutes = self.rng.randint(0, 10**6)
+        stamp = dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=minutes)
         return PersonRecord(
             record_id=f"card:{p.person_id}",
             source=CARD_SOURCE,
@@ -282,7 +337,8 @@ class Generator:
         if no_hanzi or rng.random() < r.pinyin_only:
             name = self._pinyin_form(family, given)
         else:
-            name = PersonName(family, given) if rng.random() < 0.5 else PersonName("", family + given)
+            split = rng.random() < 0.5
+            name = PersonName(family, given) if split else PersonName("", family + given)
 
         born = p.birth_date
         roll = rng.random()
@@ -316,7 +372,8 @@ class Generator:
             rid = self._digit_typo(p.resident_id, start=6)
 
         mrn = f"{hospital.upper()}{rng.randint(10**6, 10**7 - 1)}"
-        stamp = dt.datetime(2015, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=rng.randint(0, 5 * 10**6))
+        minutes = rng.randint(0, 5 * 10**6)
+        stamp = dt.datetime(2015, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=minutes)
         return PersonRecord(
             record_id=f"{hospital}:{mrn}",
             source=hospital,
