@@ -295,6 +295,7 @@ def run_synthetic(people: int, seed: int, config: MatchConfig) -> dict[str, Any]
         "blocking_lost": blocked_lost,
         "cross_id_auto_links": cross_id_auto_links,
         "auto_clusters_with_two_ids": sum(1 for s in ids_per_auto_cluster.values() if len(s) > 1),
+        "two_id_examples": [sorted(s) for s in ids_per_auto_cluster.values() if len(s) > 1][:5],
         "errors": errors,
         "misses": misses,
     }
@@ -397,6 +398,8 @@ def report_synthetic(res: dict[str, Any]) -> None:
         f"  automatic links between different valid resident IDs: {res['cross_id_auto_links']}"
         f" (clusters holding two IDs: {res['auto_clusters_with_two_ids']})"
     )
+    for ids in res["two_id_examples"]:
+        print("  two IDs in one cluster:", *ids)
     for err in res["errors"]:
         print("  wrong link:", *err)
     for miss in res["misses"]:

@@ -136,6 +136,7 @@ class Generator:
         self.today = today
         self._serial: dict[tuple[str, str], int] = {}
         self._count = 0
+        self._mrn: dict[str, int] = {}
         self._surnames = list(SURNAMES)
         self._surname_weights = list(SURNAMES.values())
         self._homophone = {ch: group for group in HOMOPHONES for ch in group}
@@ -371,7 +372,10 @@ class Generator:
         elif roll < r.id_missing + r.id_typo:
             rid = self._digit_typo(p.resident_id, start=6)
 
-        mrn = f"{hospital.upper()}{rng.randint(10**6, 10**7 - 1)}"
+        self._mrn[hospital] = self._mrn.get(hospital, rng.randint(10**6, 2 * 10**6)) + rng.randint(
+            1, 9
+        )
+        mrn = f"{hospital.upper()}{self._mrn[hospital]}"
         minutes = rng.randint(0, 5 * 10**6)
         stamp = dt.datetime(2015, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=minutes)
         return PersonRecord(

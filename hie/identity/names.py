@@ -171,7 +171,7 @@ def soundex(word: str) -> str:
     if not s:
         return ""
     codes = s.translate(_SOUNDEX)
-    out = [s[0]]
+    out = [s[0].upper()]
     prev = codes[0]
     for ch, code in zip(s[1:], codes[1:], strict=True):
         if code.isdigit() and code != prev:
