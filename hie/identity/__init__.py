@@ -7,7 +7,8 @@ to), :class:`Matcher` (deterministic rules, Fellegi-Sunter weights, blocking key
 
 from hie.identity.blocking import BlockIndex, blocking_keys
 from hie.identity.compare import Prepared
-from hie.identity.config import ConfigError, MatchConfig, load_match_config
+from hie.identity.config import ConfigError, FieldWeights, MatchConfig, load_match_config
+from hie.identity.estimate import Estimate, estimate
 from hie.identity.matcher import Candidate, Comparison, Decision, Matcher, Outcome
 from hie.identity.names import latin_key, name_forms, split_hanzi_name
 from hie.identity.record import CARD_SOURCE, Identifier, PersonName, PersonRecord
@@ -20,6 +21,8 @@ __all__ = [
     "Comparison",
     "ConfigError",
     "Decision",
+    "Estimate",
+    "FieldWeights",
     "Identifier",
     "MatchConfig",
     "Matcher",
@@ -28,6 +31,7 @@ __all__ = [
     "PersonRecord",
     "Prepared",
     "blocking_keys",
+    "estimate",
     "golden_record",
     "latin_key",
     "load_match_config",

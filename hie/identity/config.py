@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,15 @@ class FieldWeights:
     comparator: str
     weights: Mapping[str, float]  # level -> log2(m/u)
     system: str = ""  # for the "identifier" comparator
+    m: Mapping[str, float] = field(default_factory=dict)
+    u: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_probabilities(
+        cls, comparator: str, m: Mapping[str, float], u: Mapping[str, float], system: str = ""
+    ) -> FieldWeights:
+        weights = {level: math.log2(m[level] / u[level]) for level in m}
+        return cls(comparator, weights, system, dict(m), dict(u))
 
     @property
     def key(self) -> str:
@@ -99,7 +108,8 @@ def _build(data: Mapping[str, Any]) -> MatchConfig:
         where = f"comparison[{i}] ({name})"
         if name not in COMPARATOR_LEVELS:
             raise ConfigError(f"{where}: unknown field; known: {sorted(COMPARATOR_LEVELS)}")
-        weights: dict[str, float] = {}
+        ms: dict[str, float] = {}
+        us: dict[str, float] = {}
         for level, mu in comp["levels"].items():
             if level not in COMPARATOR_LEVELS[name]:
                 raise ConfigError(
@@ -108,14 +118,14 @@ def _build(data: Mapping[str, Any]) -> MatchConfig:
             m, u = float(mu["m"]), float(mu["u"])
             if not (0 < m <= 1 and 0 < u <= 1):
                 raise ConfigError(f"{where}.{level}: m and u must be in (0, 1]")
-            weights[level] = math.log2(m / u)
-        missing = set(COMPARATOR_LEVELS[name]) - set(weights)
+            ms[level], us[level] = m, u
+        missing = set(COMPARATOR_LEVELS[name]) - set(ms)
         if missing:
             raise ConfigError(f"{where}: no m/u for levels {sorted(missing)}")
         system = str(comp.get("system", ""))
         if name == "identifier" and not system:
             raise ConfigError(f"{where}: the identifier comparator needs a system")
-        comparisons.append(FieldWeights(name, weights, system))
+        comparisons.append(FieldWeights.from_probabilities(name, ms, us, system))
     passes = []
     for p in data["blocking"]["passes"]:
         atoms = tuple(str(a) for a in p)
