@@ -95,7 +95,7 @@ class _CompositePlan:
     code: str
     # Per context: its evaluator and the components, last component first (the value
     # component is the rare one, so a missing value stops the work early).
-    contexts: tuple[tuple[Evaluator, tuple[tuple[_Part, ...], ...]], ...]
+    contexts: tuple[tuple[Evaluator, tuple[tuple[str, tuple[_Part, ...]], ...]], ...]
     keys: frozenset[str] | None
 
     def run(self, resource: Mapping[str, Any], out: Out) -> None:
@@ -103,11 +103,11 @@ class _CompositePlan:
         for get, components in self.contexts:
             for element in get(resource):
                 columns: list[list[ComponentRow]] = []
-                for comp in components:
+                for ccode, comp in components:
                     got: list[Any] = []
                     for cpart in comp:
                         for value in cpart.get(element):
-                            cpart.build(code, value, got)
+                            cpart.build(ccode, value, got)
                     values = [r for r in got if not isinstance(r, TokenTextRow | OfTypeRow)]
                     if not values:
                         break
@@ -220,12 +220,12 @@ class Extractor:
                 parts = self._parts(c.type, sub)
                 if not parts:
                     raise fhirpath.Unsupported(f"component {c.code} has no row builder")
-                comps.append(parts)
+                comps.append((c.code, parts))
             contexts.append((fhirpath.getter(b.steps), tuple(reversed(comps))))
             if b.steps and b.steps[0][0] == "key":
                 first: frozenset[str] | None = frozenset({b.steps[0][1]})
             else:  # the resource itself is the context: its value component decides
-                first = _keys(comps[-1])
+                first = _keys(comps[-1][1])
             keys = None if keys is None or first is None else keys | first
         return _CompositePlan(p.code, tuple(contexts), None if keys is None else frozenset(keys))
 
