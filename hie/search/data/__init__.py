@@ -1,0 +1,1 @@
+"""Package data: the generated search parameter definitions (see build_data)."""
