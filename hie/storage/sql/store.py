@@ -8,7 +8,20 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -53,6 +66,8 @@ class SqlUnitOfWork:
     def __init__(self, conn: Connection, sqlite: bool) -> None:
         self._conn = conn
         self._sqlite = sqlite
+        self._pending: list[NewVersion] = []
+        self._audit: list[AuditRecord] = []
 
     # -- reads ---------------------------------------------------------------
 
@@ -69,20 +84,12 @@ class SqlUnitOfWork:
         )
 
     def get(self, type_: str, id_: str) -> StoredResource | None:
-        row = self._conn.execute(
-            select(
-                R.c.type,
-                R.c.id,
-                R.c.version,
-                R.c.last_updated_us,
-                R.c.deleted,
-                R.c.content,
-                R.c.custodian,
-            ).where(R.c.type == type_, R.c.id == id_)
-        ).first()
+        self.flush()
+        row = self._conn.execute(_GET_CURRENT, {"g_type": type_, "g_id": id_}).first()
         return self._stored(row) if row else None
 
     def get_version(self, type_: str, id_: str, version: int) -> StoredResource | None:
+        self.flush()
         row = self._conn.execute(
             select(
                 V.c.type,
@@ -121,6 +128,7 @@ class SqlUnitOfWork:
     def find(
         self, type_: str, criteria: Sequence[Criterion], page: Page, *, with_total: bool
     ) -> Found:
+        self.flush()
         where = [R.c.type == type_, R.c.deleted.is_(False)]
         where += [self._criterion(c, type_) for c in criteria]
         query = select(
@@ -158,6 +166,7 @@ class SqlUnitOfWork:
         return where
 
     def history(self, query: HistoryQuery) -> list[tuple[int, StoredResource]]:
+        self.flush()
         where = self._history_where(query)
         if query.before_seq is not None:
             where.append(V.c.seq < query.before_seq)
@@ -179,6 +188,7 @@ class SqlUnitOfWork:
         return [(row[0], self._stored(row[1:])) for row in rows]
 
     def count_history(self, query: HistoryQuery) -> int:
+        self.flush()
         where = self._history_where(query)
         return int(
             self._conn.execute(select(func.count()).select_from(V).where(*where)).scalar_one()
@@ -192,71 +202,103 @@ class SqlUnitOfWork:
             self._conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(key)})
 
     def write(self, new: NewVersion) -> None:
-        stamp = to_us(new.last_updated)
-        values = {
-            "version": new.version,
-            "last_updated_us": stamp,
-            "deleted": new.deleted,
-            "custodian": new.custodian,
-            "content": new.content,
-        }
         if new.expected_version is None:
-            res_pk = self._conn.execute(
-                insert(R).values(type=new.type, id=new.id, **values).returning(R.c.pk)
-            ).scalar_one()
-        else:
-            res_pk_row = self._conn.execute(
-                update(R)
-                .where(R.c.type == new.type, R.c.id == new.id, R.c.version == new.expected_version)
-                .values(**values)
-                .returning(R.c.pk)
-            ).first()
-            if res_pk_row is None:
-                raise VersionConflict(
-                    f"{new.type}/{new.id} is no longer at version {new.expected_version}"
-                )
-            res_pk = res_pk_row[0]
-            self._conn.execute(delete(T).where(T.c.res_pk == res_pk))
-        self._conn.execute(
-            insert(V).values(res_pk=res_pk, type=new.type, id=new.id, method=new.method, **values)
-        )
-        if new.tokens:
-            self._conn.execute(
-                insert(T),
-                [
-                    {
-                        "res_pk": res_pk,
-                        "type": new.type,
-                        "param": t.param,
-                        "system": t.system,
-                        "code": t.code,
-                    }
-                    for t in new.tokens
-                ],
-            )
-
-    def append_audit(self, records: Sequence[AuditRecord]) -> None:
-        if not records:
+            # Creates are batched (one executemany per table) until a read or the commit.
+            self._pending.append(new)
+            if len(self._pending) >= _BATCH:
+                self.flush()
             return
+        self.flush()
+        values = _values(new)
+        row = self._conn.execute(
+            _UPDATE_CURRENT,
+            {"w_type": new.type, "w_id": new.id, "w_expected": new.expected_version, **values},
+        ).first()
+        if row is None:
+            raise VersionConflict(
+                f"{new.type}/{new.id} is no longer at version {new.expected_version}"
+            )
+        res_pk = int(row[0])
+        self._conn.execute(_DELETE_TOKENS, {"w_pk": res_pk})
+        self._insert_dependents([(res_pk, new)])
+
+    def flush(self) -> None:
+        """Write the batched creates and audit records (before any read, and at commit)."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            rows = self._conn.execute(
+                _INSERT_CURRENT, [{"type": n.type, "id": n.id, **_values(n)} for n in pending]
+            ).all()
+            self._insert_dependents(
+                [(int(row[0]), n) for row, n in zip(rows, pending, strict=True)]
+            )
+        if self._audit:
+            records, self._audit = self._audit, []
+            self._conn.execute(insert(A), [_audit_values(r) for r in records])
+
+    def _insert_dependents(self, written: list[tuple[int, NewVersion]]) -> None:
+        """The version rows and search-index rows of freshly written versions."""
         self._conn.execute(
-            insert(A),
+            insert(V),
             [
-                {
-                    "recorded_us": to_us(r.recorded),
-                    "actor": r.actor,
-                    "organization": r.organization,
-                    "purpose": r.purpose,
-                    "action": r.action,
-                    "outcome": r.outcome,
-                    "resource_type": r.resource_type,
-                    "resource_id": r.resource_id,
-                    "query": r.query,
-                    "source": r.source,
-                    "detail": r.detail,
-                }
-                for r in records
+                {"res_pk": pk, "type": n.type, "id": n.id, "method": n.method, **_values(n)}
+                for pk, n in written
             ],
         )
+        tokens = [
+            {"res_pk": pk, "type": n.type, "param": t.param, "system": t.system, "code": t.code}
+            for pk, n in written
+            for t in n.tokens
+        ]
+        if tokens:
+            self._conn.execute(insert(T), tokens)
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        self._audit.extend(records)
+
+
+def _values(new: NewVersion) -> dict[str, Any]:
+    return {
+        "version": new.version,
+        "last_updated_us": to_us(new.last_updated),
+        "deleted": new.deleted,
+        "custodian": new.custodian,
+        "content": new.content,
+    }
+
+
+def _audit_values(r: AuditRecord) -> dict[str, Any]:
+    return {
+        "recorded_us": to_us(r.recorded),
+        "actor": r.actor,
+        "organization": r.organization,
+        "purpose": r.purpose,
+        "action": r.action,
+        "outcome": r.outcome,
+        "resource_type": r.resource_type,
+        "resource_id": r.resource_id,
+        "query": r.query,
+        "source": r.source,
+        "detail": r.detail,
+    }
+
+
+_BATCH = 500
+_GET_CURRENT = select(
+    R.c.type, R.c.id, R.c.version, R.c.last_updated_us, R.c.deleted, R.c.content, R.c.custodian
+).where(R.c.type == bindparam("g_type"), R.c.id == bindparam("g_id"))
+# Built once: constructing statements per call costs more than executing them.
+_INSERT_CURRENT = insert(R).returning(R.c.pk, sort_by_parameter_order=True)
+_UPDATE_CURRENT = (
+    update(R)
+    .where(
+        R.c.type == bindparam("w_type"),
+        R.c.id == bindparam("w_id"),
+        R.c.version == bindparam("w_expected"),
+    )
+    .returning(R.c.pk)
+)
+_DELETE_TOKENS = delete(T).where(T.c.res_pk == bindparam("w_pk"))
 
 
 class SqlStore:
@@ -272,7 +314,9 @@ class SqlStore:
             if write:
                 conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
-                yield SqlUnitOfWork(conn, self._sqlite)
+                uow = SqlUnitOfWork(conn, self._sqlite)
+                yield uow
+                uow.flush()
 
     def close(self) -> None:
         self.engine.dispose()
