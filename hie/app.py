@@ -59,7 +59,7 @@ def build_services(
         db.url, synchronous=db.sqlite_synchronous, pool_size=db.pool_size, echo=db.echo
     )
     store = SqlStore(engine)
-    audit_sink = audit or GroupCommitAuditSink(store)
+    audit_sink = audit or GroupCommitAuditSink(store, max_batch=settings.audit.max_batch)
     key = load_or_create_signing_key(settings.data_dir)
     auth = settings.auth
     issuer = TokenIssuer(key, issuer=auth.issuer, audience=auth.audience, clock=clock)

@@ -51,7 +51,7 @@ class FhirSettings(_Section):
 
 
 class AuditSettings(_Section):
-    flush_interval_ms: int = 5
+    max_batch: int = 512
 
 
 class MllpSettings(_Section):

@@ -37,11 +37,10 @@ class _Pending:
 class GroupCommitAuditSink:
     """Batches concurrent readers' records into one transaction per flush."""
 
-    def __init__(self, store: Store, *, max_batch: int = 512, linger_s: float = 0.002) -> None:
+    def __init__(self, store: Store, *, max_batch: int = 512) -> None:
         self._store = store
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._max_batch = max_batch
-        self._linger_s = linger_s
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -69,21 +68,23 @@ class GroupCommitAuditSink:
                     self._thread.start()
 
     def _run(self) -> None:
+        # No lingering: a batch is whatever arrived while the previous commit was running,
+        # so a lone request pays one commit and a busy server shares each commit widely.
         while True:
             first = self._queue.get()
             if first is None:
                 return
             batch = [first]
             stop = False
-            try:
-                while len(batch) < self._max_batch:
-                    item = self._queue.get(timeout=self._linger_s)
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-            except queue.Empty:
-                pass
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
             self._flush(batch)
             if stop:
                 return
