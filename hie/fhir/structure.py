@@ -19,7 +19,7 @@ dict lookup per member, paths built only for objects and for issues.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,9 +127,11 @@ class StructureChecker:
         definitions: R4Definitions,
         value_sets: ValueSets,
         gaps: Mapping[str, Mapping[str, str]] | None = None,
+        r4b_only: Mapping[str, Collection[str]] | None = None,
         served: frozenset[str] = SERVED_TYPES,
     ) -> None:
         self._served = served
+        self._r4b_only = r4b_only or {}
         self._value_sets = value_sets
         self._structs: dict[str, Struct] = {}
         for name, typedef in definitions.types.items():
@@ -487,6 +489,8 @@ class StructureChecker:
             return _issue("structure", path, f"Member names must be strings, not {name!r}")
         shown = name.lstrip("_") or name
         message = f"Unknown element {name!r}: {struct.name} has no such element in FHIR R4"
+        if name in self._r4b_only.get(struct.name, ()):
+            message += " (it was added in R4B)"
         if name.startswith("_") and name[1:] in struct.members:
             message = f"{name[1:]} is not a primitive that can carry _{name[1:]}"
         return _issue("structure", f"{path}.{shown}", message)

@@ -38,7 +38,8 @@ from hie.fhir.structure import (
 )
 from terminology.valuesets import ValueSets, load_required_value_sets
 
-# Model errors about what the walker owns: existence, requiredness, resource types.
+# Model errors about what the walker owns: existence, requiredness, resource types,
+# arrays and objects (the walker is stricter; the model's view of a gap is wrong).
 _WALKER_OWNED = frozenset(
     {
         "missing",
@@ -46,13 +47,15 @@ _WALKER_OWNED = frozenset(
         "extra_forbidden",
         "model_validation_format",
         "fhir-validation-wrong-resource-type",
+        "list_type",
+        "dict_type",
+        "model_type",
+        "model_attributes_type",
     }
 )
 # fhir_core's choice-type checks (one_of_many), which the walker does for R4.
 _CHOICE_MESSAGES = ("Any of one field value is expected", "Expect any of field value")
-_STRUCTURE_ERRORS = frozenset(
-    {"list_type", "dict_type", "model_type", "model_attributes_type", "too_short", "too_long"}
-)
+_STRUCTURE_ERRORS = frozenset({"too_short", "too_long"})
 _MAX_SHOWN_INPUT = 80
 
 _Validates = pydantic.TypeAdapter[Any] | type[Any]
@@ -82,9 +85,11 @@ class Validator:
         self,
         definitions: R4Definitions,
         value_sets: ValueSets,
-        gaps: Mapping[str, Mapping[str, str]],
+        differences: r4b.R4BDifferences,
     ) -> None:
-        self._structure = StructureChecker(definitions, value_sets, gaps)
+        self._structure = StructureChecker(
+            definitions, value_sets, differences.gaps, differences.r4b_only
+        )
         self._models: dict[str, r4b.Model | None] = {}
         self._adapters: dict[str, pydantic.TypeAdapter[Any] | None] = {}
 
@@ -134,6 +139,8 @@ class Validator:
             model.model_validate(resource)
         except pydantic.ValidationError as error:
             return self._map_errors(error, root, resource, rtype)
+        except RecursionError:
+            raise
         except Exception as error:  # the models crash on some bad input
             if walker_failed:
                 return []  # the walker has already said what is wrong
@@ -194,6 +201,8 @@ class Validator:
                         for err in error.errors(include_url=False)
                         if err["type"] not in _WALKER_OWNED
                     )
+            except RecursionError:
+                raise
             except Exception:  # the walker judges malformed values
                 continue
         return out
@@ -229,4 +238,4 @@ def _new_issues(known: Sequence[Issue], found: Sequence[Issue]) -> list[Issue]:
 
 def load_validator() -> Validator:
     """A validator over the R4 definitions, value sets and gap list shipped as package data."""
-    return Validator(load_r4_definitions(), load_required_value_sets(), r4b.load_r4b_gaps())
+    return Validator(load_r4_definitions(), load_required_value_sets(), r4b.load_r4b_differences())
