@@ -19,7 +19,7 @@ dict lookup per member, paths built only for objects and for issues.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ R4B_UNRELIABLE = frozenset({"uuid"})
 
 # Member kinds.
 COMPLEX, RESOURCE, BOOLEAN, INTEGER, NUMBER, STRING, EXTENSION = range(7)
+
 _JSON_KINDS = {"boolean": BOOLEAN, "integer": INTEGER, "number": NUMBER, "string": STRING}
 _KIND_WORDS = {
     BOOLEAN: "a JSON boolean",
@@ -49,6 +50,44 @@ _KIND_WORDS = {
     EXTENSION: "a JSON object (the primitive's id and extensions)",
 }
 _MAX_LISTED_CODES = 12
+
+
+FormatCheck = Callable[[str], bool]
+
+
+def _format_check(type_name: str, regex: str) -> FormatCheck:
+    """The R4 regex of a primitive as a check, with C-speed shortcuts for common values.
+
+    Each shortcut only ever accepts what the regex accepts; anything else goes to it.
+    """
+    pattern = re.compile(regex)
+    full = pattern.fullmatch
+    if type_name in ("uri", "url", "canonical"):  # \S*: no whitespace at all
+
+        def no_space(value: str) -> bool:
+            if value.isascii() and value.isprintable() and " " not in value:
+                return True
+            return full(value) is not None
+
+        return no_space
+    if type_name == "markdown":  # [ \r\n\t\S]+
+
+        def text(value: str) -> bool:
+            if value.isascii() and "\x0b" not in value and "\x0c" not in value:
+                return True
+            return full(value) is not None
+
+        return text
+    if type_name == "base64Binary":  # (\s*([0-9a-zA-Z\+/=]){4}\s*)+ is slow on big data
+        alphabet = re.compile(r"[0-9a-zA-Z+/=]+").fullmatch
+
+        def base64(value: str) -> bool:
+            if len(value) % 4 == 0 and alphabet(value) is not None:
+                return True
+            return full(value) is not None
+
+        return base64
+    return lambda value: full(value) is not None
 
 
 def _json_type(value: Any) -> str:
@@ -78,10 +117,11 @@ class Member:
     fhir_path: str  # the name in FHIRPath: `_given` is `given`
     target: Struct | None = None  # COMPLEX, EXTENSION
     codes: frozenset[str] | None = None
-    regex: re.Pattern[str] | None = None
+    check: FormatCheck | None = None  # the R4 format, for R4_FORMATS
     choice_member: str | None = None  # valueString for valueString and _valueString
     sibling: str | None = None  # `_name` for name, name for `_name` (primitives)
     gap: bool = False  # the R4B models cannot judge it
+    plain: bool = False  # a string primitive with no code or format check
 
 
 @dataclass(eq=False, slots=True)
@@ -91,6 +131,10 @@ class Struct:
     name: str
     is_resource: bool
     members: dict[str, Member] = field(default_factory=dict)
+    # Members the walker's fast path takes: plain strings, and objects (is it an
+    # array, of which type). Choices and gaps take the full path.
+    fast_strings: frozenset[str] = frozenset()
+    fast_objects: dict[str, tuple[bool, Struct, Member]] = field(default_factory=dict)
     required: tuple[tuple[str, str | None], ...] = ()  # (name, `_name` or None)
     required_choices: tuple[tuple[str, frozenset[str]], ...] = ()
 
@@ -136,20 +180,20 @@ class StructureChecker:
         self._structs: dict[str, Struct] = {}
         for name, typedef in definitions.types.items():
             self._structs[name] = Struct(name, typedef.kind == "resource" and not typedef.abstract)
-        regexes = {
-            p.name: re.compile(p.regex)
+        checks = {
+            p.name: _format_check(p.name, p.regex)
             for p in definitions.primitives.values()
             if p.regex is not None and p.name in R4_FORMATS
         }
         element_struct = self._structs["Element"]
         for name, typedef in definitions.types.items():
-            self._compile(typedef, definitions, regexes, element_struct, (gaps or {}).get(name, {}))
+            self._compile(typedef, definitions, checks, element_struct, (gaps or {}).get(name, {}))
 
     def _compile(
         self,
         typedef: TypeDef,
         definitions: R4Definitions,
-        regexes: Mapping[str, re.Pattern[str]],
+        checks: Mapping[str, FormatCheck],
         element_struct: Struct,
         gaps: Mapping[str, str],
     ) -> None:
@@ -165,7 +209,7 @@ class StructureChecker:
                     _JSON_KINDS[primitive.json],
                     el.array,
                     el.name,
-                    regex=regexes.get(el.type),
+                    check=checks.get(el.type),
                     gap=el.name in gaps or el.type in R4B_UNRELIABLE,
                 )
                 if el.value_set is not None:
@@ -196,6 +240,7 @@ class StructureChecker:
                     target=self._structs[el.type],
                     gap=el.name in gaps,
                 )
+            member.plain = member.kind == STRING and member.codes is None and member.check is None
             if el.choice:
                 member.choice_member = el.name
                 choices.setdefault(el.choice, set()).add(el.name)
@@ -204,6 +249,15 @@ class StructureChecker:
             struct.members[el.name] = member
             if el.required:
                 required.append((el.name, member.sibling))
+        strings = set()
+        for name, member in struct.members.items():
+            if member.gap or member.choice_member is not None:
+                continue
+            if member.plain and not member.array:
+                strings.add(name)
+            elif member.kind == COMPLEX and member.target is not None:
+                struct.fast_objects[name] = (member.array, member.target, member)
+        struct.fast_strings = frozenset(strings)
         struct.required = tuple(required)
         struct.required_choices = tuple(
             (group, frozenset(choices[group])) for group in typedef.required_choices
@@ -287,8 +341,28 @@ class StructureChecker:
         gaps: list[GapValue],
     ) -> None:
         members = struct.members
+        fast_strings = struct.fast_strings
+        fast_objects = struct.fast_objects
         choice_seen: dict[str, str] | None = None
         for name, value in obj.items():
+            # Fast paths for the common members; anything unusual falls through.
+            if name in fast_strings:
+                if type(value) is str and value:
+                    continue
+            elif (hit := fast_objects.get(name)) is not None:
+                many, target, known = hit
+                if not many:
+                    if type(value) is dict and value:
+                        self._object(value, target, f"{path}.{name}", issues, gaps)
+                        continue
+                elif type(value) is list and value:
+                    base = f"{path}.{name}"
+                    for i, item in enumerate(value):
+                        if type(item) is dict and item:
+                            self._object(item, target, f"{base}[{i}]", issues, gaps)
+                        else:
+                            issues.append(self._not_object(known, item, f"{base}[{i}]"))
+                    continue
             member = members.get(name)
             if member is None:
                 if name != "resourceType" or not struct.is_resource:
@@ -321,6 +395,11 @@ class StructureChecker:
                     )
                 else:
                     self._items(obj, member, value, path, issues, gaps)
+            elif member.plain and type(value) is str and value:
+                continue  # the common case, kept cheap
+            elif member.kind == COMPLEX and isinstance(value, dict) and value:
+                assert member.target is not None
+                self._object(value, member.target, f"{path}.{member.fhir_path}", issues, gaps)
             elif isinstance(value, list):
                 issues.append(self._shape(member, value, path, False))
             else:
@@ -364,9 +443,12 @@ class StructureChecker:
                 else:
                     issues.append(self._not_object(member, item, f"{base}[{i}]"))
             return
-        if member.sibling is not None:
+        if member.sibling is not None and (None in items or member.sibling in obj):
             self._check_pairs(obj, member, items, path, issues)
+        plain = member.plain
         for i, item in enumerate(items):
+            if plain and type(item) is str and item:
+                continue
             if item is None and member.sibling is not None:
                 continue  # judged by _check_pairs
             self._value(obj, member, item, path, i, issues, gaps)
@@ -390,7 +472,7 @@ class StructureChecker:
                     )
                 elif member.codes is not None and value not in member.codes:
                     issues.append(self._bad_code(member, value, self._at(member, path, index)))
-                elif member.regex is not None and member.regex.fullmatch(value) is None:
+                elif member.check is not None and not member.check(value):
                     issues.append(
                         _issue(
                             "value",

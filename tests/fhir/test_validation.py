@@ -616,3 +616,37 @@ def test_check_raises_invalid_resource_with_every_issue(validator: Validator) ->
     ]
     assert "Invalid resource" in error.message
     assert {i["code"] for i in error.outcome()["issue"]} == {"code-invalid", "structure", "value"}
+
+
+@pytest.mark.parametrize(
+    ("members", "valid"),
+    [
+        ({"implicitRules": "http://例子.中国/规则"}, True),
+        ({"implicitRules": "http://a\u00a0b"}, False),
+        ({"implicitRules": "http://a\tb"}, False),
+        ({"photo": [{"data": "YWJj ZGVm"}]}, True),
+        ({"photo": [{"data": "YWJjZGVm" * 5000}]}, True),
+        ({"photo": [{"data": "YWJjZGV"}]}, False),
+        ({"photo": [{"data": "YWJj*GVm"}]}, False),
+        ({"text": {"status": "generated", "div": "<div>病历</div>"}}, True),
+    ],
+)
+def test_r4_formats(validator: Validator, members: dict[str, Any], valid: bool) -> None:
+    issues = validator.validate({"resourceType": "Patient", **members})
+    assert (issues == []) is valid, issues
+
+
+def test_markdown_format(validator: Validator) -> None:
+    def note(text: str) -> dict[str, Any]:
+        return _with(OBSERVATION, note=[{"text": text}])
+
+    assert validator.validate(note("血压偏高\n\t复查 **两周**")) == []
+    assert _issues(validator, note("a\x0bb")) == [("value", ("Observation.note[0].text",))]
+
+
+def test_choice_values_with_their_primitive_extensions(validator: Validator) -> None:
+    ext = _ext(valueCode="x")
+    assert validator.validate(_with(OBSERVATION, valueString="a", _valueString=ext)) == []
+    assert validator.validate(_with(OBSERVATION, _valueString=ext)) == []
+    mixed = _with(OBSERVATION, valueQuantity={"value": 1}, _valueString=ext)
+    assert _issues(validator, mixed) == [("structure", ("Observation.valueString",))]
