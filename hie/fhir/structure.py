@@ -70,14 +70,6 @@ def _format_check(type_name: str, regex: str) -> FormatCheck:
             return full(value) is not None
 
         return no_space
-    if type_name == "markdown":  # [ \r\n\t\S]+
-
-        def text(value: str) -> bool:
-            if value.isascii() and "\x0b" not in value and "\x0c" not in value:
-                return True
-            return full(value) is not None
-
-        return text
     if type_name == "base64Binary":  # (\s*([0-9a-zA-Z\+/=]){4}\s*)+ is slow on big data
         alphabet = re.compile(r"[0-9a-zA-Z+/=]+").fullmatch
 

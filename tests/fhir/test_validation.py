@@ -624,6 +624,7 @@ def test_check_raises_invalid_resource_with_every_issue(validator: Validator) ->
         ({"implicitRules": "http://例子.中国/规则"}, True),
         ({"implicitRules": "http://a\u00a0b"}, False),
         ({"implicitRules": "http://a\tb"}, False),
+        ({"implicitRules": "http://a\x1fb"}, False),
         ({"photo": [{"data": "YWJj ZGVm"}]}, True),
         ({"photo": [{"data": "YWJjZGVm" * 5000}]}, True),
         ({"photo": [{"data": "YWJjZGV"}]}, False),
@@ -642,6 +643,7 @@ def test_markdown_format(validator: Validator) -> None:
 
     assert validator.validate(note("血压偏高\n\t复查 **两周**")) == []
     assert _issues(validator, note("a\x0bb")) == [("value", ("Observation.note[0].text",))]
+    assert _issues(validator, note("a\x1cb")) == [("value", ("Observation.note[0].text",))]
 
 
 def test_choice_values_with_their_primitive_extensions(validator: Validator) -> None:
