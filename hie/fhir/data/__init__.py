@@ -1,0 +1,1 @@
+"""Package data of hie.fhir (generated; see README.md here)."""

@@ -1,0 +1,1 @@
+"""Package data of terminology (generated; see README.md here)."""
