@@ -18,7 +18,9 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "testdata"
-PG_ADMIN = os.environ.get("HIE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "HIE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def free_port() -> int:
@@ -63,7 +65,10 @@ def serving(env: dict[str, str]) -> Iterator[str]:
     hie(env, "db", "upgrade")
     base = f"http://127.0.0.1:{env['HIE_HTTP_PORT']}/fhir"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hie", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "hie", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 120

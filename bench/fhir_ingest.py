@@ -14,7 +14,6 @@ import multiprocessing
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,7 +30,9 @@ SKIP = {  # these fail by design (unresolvable conditional references, an invali
 
 
 def templates() -> list[dict[str, Any]]:
-    return [orjson.loads(p.read_bytes()) for p in sorted(BUNDLES.glob("*.json")) if p.name not in SKIP]
+    return [
+        orjson.loads(p.read_bytes()) for p in sorted(BUNDLES.glob("*.json")) if p.name not in SKIP
+    ]
 
 
 def fresh_copy(bundle: dict[str, Any]) -> tuple[bytes, int]:
@@ -55,7 +56,9 @@ def fresh_copy(bundle: dict[str, Any]) -> tuple[bytes, int]:
     return orjson.dumps(data), len(data["entry"])
 
 
-def run_http(base: str, token: str, pool: list[tuple[bytes, int]], seconds: float, clients: int) -> dict[str, float]:
+def run_http(
+    base: str, token: str, pool: list[tuple[bytes, int]], seconds: float, clients: int
+) -> dict[str, float]:
     done = {"resources": 0, "bundles": 0, "errors": 0}
     samples: list[str] = []
     lock = threading.Lock()
@@ -64,7 +67,13 @@ def run_http(base: str, token: str, pool: list[tuple[bytes, int]], seconds: floa
 
     def worker() -> None:
         session = requests.Session()
-        session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json", "Prefer": "return=minimal"})
+        session.headers.update(
+            {
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/fhir+json",
+                "Prefer": "return=minimal",
+            }
+        )
         while time.monotonic() < stop:
             body, count = pool[next(counter) % len(pool)]
             r = session.post(base, data=body, timeout=300)
@@ -114,7 +123,13 @@ def run_limit(db_url: str, pool: list[tuple[bytes, int]], seconds: float) -> flo
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS raw"))
-        conn.execute(sa.text("CREATE TABLE raw (id VARCHAR(64) PRIMARY KEY, content BYTEA)".replace("BYTEA", "BLOB" if db_url.startswith("sqlite") else "BYTEA")))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE raw (id VARCHAR(64) PRIMARY KEY, content BYTEA)".replace(
+                    "BYTEA", "BLOB" if db_url.startswith("sqlite") else "BYTEA"
+                )
+            )
+        )
         if db_url.startswith("sqlite"):
             conn.execute(sa.text("PRAGMA journal_mode=WAL"))
     engine.dispose()
@@ -148,14 +163,22 @@ def main() -> None:
                 with serving(env) as base:
                     token = hie(env, "token")
                     result = run_http(base, token, pool, args.seconds, args.clients)
-                limit_url = fresh_database(kind, tmp, name="hie_bench_limit") if kind == "postgresql" else f"sqlite:///{tmp}/limit.db"
+                limit_url = (
+                    fresh_database(kind, tmp, name="hie_bench_limit")
+                    if kind == "postgresql"
+                    else f"sqlite:///{tmp}/limit.db"
+                )
                 limit = run_limit(limit_url, pool, args.seconds)
             rates.append(result["rate"])
             limits.append(limit)
-            print(f"{kind} run {run + 1}: hie {result['rate']:.0f} resources/s "
-                  f"({result['bundles']} bundles, {result['errors']} errors); limit {limit:.0f}/s")
-        print(f"{kind}: median hie {median(rates):.0f} resources/s, limit {median(limits):.0f}/s, "
-              f"ratio {median(rates) / median(limits):.2f}")
+            print(
+                f"{kind} run {run + 1}: hie {result['rate']:.0f} resources/s "
+                f"({result['bundles']} bundles, {result['errors']} errors); limit {limit:.0f}/s"
+            )
+        print(
+            f"{kind}: median hie {median(rates):.0f} resources/s, limit {median(limits):.0f}/s, "
+            f"ratio {median(rates) / median(limits):.2f}"
+        )
 
 
 if __name__ == "__main__":

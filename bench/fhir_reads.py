@@ -23,7 +23,18 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from _harness import ROOT, SHARED, env_for, free_port, fresh_database, hie, machine, median, serving, workdir
+from _harness import (
+    ROOT,
+    SHARED,
+    env_for,
+    free_port,
+    fresh_database,
+    hie,
+    machine,
+    median,
+    serving,
+    workdir,
+)
 
 LUA = textwrap.dedent(
     """
@@ -68,11 +79,11 @@ BARE_APP = textwrap.dedent(
 def fill(env: dict[str, str], target: int) -> None:
     """Load Synthea bundles with fresh fullUrls until the store holds ``target`` resources."""
     sys.path.insert(0, str(ROOT))
+    import os
+
     from hie.app import build_services
     from hie.context import RequestContext
     from hie.settings import load_settings
-
-    import os
 
     saved = dict(os.environ)
     os.environ.update(env)
@@ -114,7 +125,10 @@ def paths_file(db_url: str, out: Path, prefix: str) -> int:
 def wrk(url: str, lua: Path, seconds: float, env: dict[str, str]) -> dict[str, float]:
     done = subprocess.run(
         ["wrk", "-t2", "-c32", f"-d{int(seconds)}s", "--latency", "-s", str(lua), url],
-        env=env, check=True, capture_output=True, text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     out = done.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -125,21 +139,48 @@ def wrk(url: str, lua: Path, seconds: float, env: dict[str, str]) -> dict[str, f
             value, unit = float(match.group(1)), match.group(2)
             latency[pct] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rate": rate, "p50": latency.get("50", 0), "p99": latency.get("99", 0), "non2xx": float(errors.group(1)) if errors else 0.0}
+    return {
+        "rate": rate,
+        "p50": latency.get("50", 0),
+        "p99": latency.get("99", 0),
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+    }
 
 
-def bare(db_url: str, tmp: Path, paths: Path, lua: Path, seconds: float, env: dict[str, str]) -> dict[str, float]:
+def bare(
+    db_url: str, tmp: Path, paths: Path, lua: Path, seconds: float, env: dict[str, str]
+) -> dict[str, float]:
     (tmp / "bare_app.py").write_text(BARE_APP)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "2", "--port", str(port), "--no-ws", "bare_app:app"],
-        cwd=tmp, env={**env, "BENCH_DB": db_url}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--no-ws",
+            "bare_app:app",
+        ],
+        cwd=tmp,
+        env={**env, "BENCH_DB": db_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         time.sleep(3)
         bare_paths = tmp / "bare_paths.txt"
         bare_paths.write_text(paths.read_text().replace("/fhir/", "/x/"))
-        return wrk(f"http://127.0.0.1:{port}", lua, seconds, {**env, "BENCH_PATHS": str(bare_paths), "BENCH_TOKEN": "none"})
+        return wrk(
+            f"http://127.0.0.1:{port}",
+            lua,
+            seconds,
+            {**env, "BENCH_PATHS": str(bare_paths), "BENCH_TOKEN": "none"},
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -152,7 +193,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print(f"# machine: {machine()}; load generator: wrk -t2 -c32 (Lua: random resource per request)")
+    print(
+        f"# machine: {machine()}; load generator: wrk -t2 -c32 (Lua: random resource per request)"
+    )
     for kind in args.db or ["sqlite"]:
         with workdir() as tmp:
             url = fresh_database(kind, tmp)
@@ -175,7 +218,9 @@ def main() -> None:
                 peer.append(bare(url, tmp, tmp / "paths.txt", lua, args.seconds, env))
             for name, results in (("hie", ours), ("bare WSGI on granian", peer)):
                 for r in results:
-                    print(f"{kind} {name}: {r['rate']:.0f} reads/s p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms non-2xx {r['non2xx']:.0f}")
+                    print(
+                        f"{kind} {name}: {r['rate']:.0f} reads/s p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms non-2xx {r['non2xx']:.0f}"
+                    )
                 print(
                     f"{kind} {name} median: {median([r['rate'] for r in results]):.0f} reads/s, "
                     f"p50 {median([r['p50'] for r in results]):.2f} ms, p99 {median([r['p99'] for r in results]):.2f} ms"

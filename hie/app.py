@@ -19,7 +19,8 @@ from hie.consent.decision import permit_all
 from hie.errors import FhirError
 from hie.exchange import Exchange
 from hie.exchange.indexing import IdentifierIndexer
-from hie.fhir.provisional import ModelValidator, served_types
+from hie.fhir.types import SERVED_TYPES
+from hie.fhir.validation import load_validator
 from hie.rest import http
 from hie.rest.auth import bearer_authenticator
 from hie.rest.fhir import create_fhir_blueprint
@@ -68,13 +69,13 @@ def build_services(
     )
     exchange = Exchange(
         store=store,
-        validator=ModelValidator(),
+        validator=load_validator(),
         indexer=IdentifierIndexer(),
         decide=permit_all,
         audit=audit_sink,
         clock=clock,
         new_id=lambda: str(uuid.uuid4()),
-        resource_types=served_types(),
+        resource_types=SERVED_TYPES,
         base_url=settings.fhir_base_url,
         default_count=settings.fhir.default_count,
         max_count=settings.fhir.max_count,

@@ -5,7 +5,7 @@ import pytest
 
 from hie.identity import estimate, load_match_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_em_recovers_m_u_and_the_match_share_without_labels() -> None:

@@ -6,7 +6,7 @@ import pytest
 from card.resident_id import is_valid
 from hie.identity import Matcher, load_match_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TODAY = dt.date(2026, 11, 28)
 
 

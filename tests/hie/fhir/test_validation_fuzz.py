@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hie.errors import Issue
 from hie.fhir.validation import Validator, load_validator
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir" / "synthea-bundles"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "fhir" / "synthea-bundles"
 _BUNDLE = json.loads((FIXTURES / "uscore_bundle_patient_85.json").read_text("utf-8"))
 # One of each resource type in the bundle.
 SAMPLES = list({e["resource"]["resourceType"]: e["resource"] for e in _BUNDLE["entry"]}.values())

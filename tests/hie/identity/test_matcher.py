@@ -16,7 +16,7 @@ from hie.identity import (
     load_match_config,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def with_check(first17: str) -> str:

@@ -14,4 +14,4 @@ def validator() -> Validator:
 
 @pytest.fixture(scope="session")
 def fhir_fixtures() -> Path:
-    return Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
+    return Path(__file__).resolve().parents[2] / "fixtures" / "fhir"

@@ -10,7 +10,7 @@ import pytest
 
 from hie.search import Extractor, QueryParser, SearchRegistry, default_registry
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "search"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "search"
 LOCAL_BASE = "https://hie.example.cn/fhir"
 
 
