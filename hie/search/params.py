@@ -472,9 +472,14 @@ class QueryParser:
         if len(parts) != len(param.components):
             codes = "$".join(c.code for c in param.components)
             raise _error(name, f"{raw!r} needs {len(param.components)} parts joined by $: {codes}")
-        pairs = zip(param.components, parts, strict=True)
-        values = tuple(self._simple(c.type, name, part) for c, part in pairs)
-        return CompositeValue(values)
+        values: list[ComponentValue] = []
+        for comp, part in zip(param.components, parts, strict=True):
+            own = self.registry.param(param.resource_type, comp.code)
+            if comp.type is ParamType.REFERENCE and own is not None:
+                values.append(self._reference(own, name, None, unescape(part)))
+            else:
+                values.append(self._simple(comp.type, name, part))
+        return CompositeValue(tuple(values))
 
     # -- result parameters ----------------------------------------------------------
 

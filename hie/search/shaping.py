@@ -69,8 +69,9 @@ class Shaper:
         elif summary is Summary.DATA:
             keep = [k for k in resource if k not in ("text", "_text")]
         else:
-            keep = [e.removeprefix(resource_type + ".") for e in elements]
-            keep = [*keep, *mandatory]
+            # A requested name may be a choice written without [x] ("deceased").
+            asked = [e.removeprefix(resource_type + ".").removesuffix("[x]") for e in elements]
+            keep = [*asked, *(a + "[x]" for a in asked), *mandatory]
         plain, choices = _split(keep)
         out = {
             k: v
