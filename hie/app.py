@@ -24,6 +24,7 @@ from hie.fhir.validation import load_validator
 from hie.rest import http
 from hie.rest.auth import bearer_authenticator
 from hie.rest.fhir import create_fhir_blueprint
+from hie.rest.reads import ReadPath
 from hie.settings import Settings, load_settings
 from hie.storage.sql.engine import build_engine
 from hie.storage.sql.store import SqlStore
@@ -99,6 +100,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         ),
         url_prefix="/fhir",
     )
+
+    # Instance reads are answered before Flask routing (see hie.rest.reads).
+    app.wsgi_app = ReadPath(app.wsgi_app, services.exchange, services.verifier)  # type: ignore[method-assign]
 
     @app.get("/healthz")
     def healthz() -> Response:
