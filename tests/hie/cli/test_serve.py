@@ -136,7 +136,7 @@ def test_readme_walkthrough_runs(server: RunningServer, capsys: pytest.CaptureFi
     code = re.search(r"```python\n(.*?)```", readme, re.S)
     assert code is not None
     source = code.group(1).replace("http://127.0.0.1:8080/fhir", server.fhir)
-    exec(compile(source, "README.md", "exec"), {"TOKEN": server.token()})  # noqa: S102
+    exec(compile(source, "README.md", "exec"), {"TOKEN": server.token()})
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].endswith(" 王")
     assert re.fullmatch(r"Patient/[0-9a-f-]{36}/_history/1", printed[1])
