@@ -29,9 +29,9 @@ def serve(workers: int | None) -> None:
         )
     load_or_create_signing_key(settings.data_dir)  # once, before workers start
     click.echo(f"hie: FHIR R4 base URL {settings.fhir_base_url}")
-    click.echo("hie: get a token with  .venv/bin/hie token --scope 'system/*.cruds'")
+    click.echo("hie: get a token:  export TOKEN=$(.venv/bin/hie token --scope 'system/*.cruds')")
     click.echo(
-        f'hie: then  curl -H "Authorization: Bearer $TOKEN" {settings.fhir_base_url}/Patient'
+        f'hie: then:  curl -H "Authorization: Bearer $TOKEN" {settings.fhir_base_url}/Patient'
     )
     server = Granian(
         "hie.app:wsgi_app",
@@ -40,6 +40,7 @@ def serve(workers: int | None) -> None:
         interface=Interfaces.WSGI,
         workers=workers or settings.http.workers,
         blocking_threads=settings.http.threads,
+        backpressure=settings.http.threads,
         factory=True,
         log_access=False,
         respawn_failed_workers=True,
