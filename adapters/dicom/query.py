@@ -291,7 +291,11 @@ def from_identifier(identifier: Dataset, root: Root) -> Query:
     if root is Root.STUDY and level is Level.PATIENT:
         raise InvalidQuery("PATIENT level is not in the Study Root model")
     query = Query(level=level)
-    for elem in identifier:
+    try:
+        elements = list(identifier)
+    except (ValueError, TypeError, OverflowError, UserWarning) as exc:
+        raise InvalidQuery(f"cannot decode identifier: {exc}") from exc
+    for elem in elements:
         if elem.tag.is_private or elem.tag.group in (0x0000, 0x0002):
             continue
         keyword = elem.keyword or keyword_for_tag(elem.tag)
@@ -311,7 +315,11 @@ def from_identifier(identifier: Dataset, root: Root) -> Query:
             pass  # Patient Root: patient keys narrow the patient (hierarchical unique key)
         if elem.VR == "SQ":
             raise InvalidQuery(f"sequence matching on {keyword} is not supported")
-        condition = condition_for(key, elem.value)
+        try:
+            value = elem.value
+        except (ValueError, TypeError, OverflowError, UserWarning) as exc:
+            raise InvalidQuery(f"{keyword}: {exc}") from exc
+        condition = condition_for(key, value)
         if condition is not None:
             query.conditions.append(condition)
         query.return_keys.append(keyword)

@@ -34,7 +34,8 @@ class FakeRecords:
         with self._lock:
             if self.fail_transactions:
                 raise RuntimeError("exchange unavailable")
-            assert bundle["resourceType"] == "Bundle" and bundle["type"] == "transaction"
+            assert bundle["resourceType"] == "Bundle"
+            assert bundle["type"] == "transaction"
             self.transactions.append((ctx, copy.deepcopy(bundle)))
             staged = dict(self.resources)
             versions = dict(self.versions)

@@ -12,11 +12,10 @@ import pytest
 from conftest import ORG_A, ServiceFactory, run
 from dicom_support import FIXTURES, STORESCU_FLAG, VALID, FakeRecords, file_info, split_part10
 from pydicom.dataset import Dataset
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, _config
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     MRImageStorage,
-    StudyRootQueryRetrieveInformationModelFind,
     Verification,
 )
 from sqlalchemy import func, select
@@ -96,7 +95,8 @@ def test_accepted_sockets_have_tcp_nodelay(service: DicomService) -> None:
             seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
     finally:
         assoc.release()
-    assert seen and all(seen)
+    assert seen
+    assert all(seen)
 
 
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
@@ -108,7 +108,7 @@ def test_storescu_stores_every_transfer_syntax_as_received(
     # -R: propose only the files' own SOP classes; the flag puts the file's syntax first.
     result = storescu(service, path, extra=("-R", STORESCU_FLAG[ts]))
     assert result.returncode == 0, result.stderr
-    meta, stored = split_part10(_stored(service, sop_uid))
+    meta, _ = split_part10(_stored(service, sop_uid))
     assert str(meta.TransferSyntaxUID) == ts  # no transcoding
     assert str(meta.SourceApplicationEntityTitle) == "STORESCU"
     # dcmtk re-encodes what it read (it drops group lengths, re-deflates); the elements
@@ -170,7 +170,7 @@ def test_resent_instance_keeps_first_by_default(
     assert _send_raw(service, first, monkeypatch).Status == 0x0000
     assert _send_raw(service, again, monkeypatch).Status == 0x0000
     assert _count(service) == 1
-    _, sop_uid, ts, _, body = file_info(first)
+    _, sop_uid, _ts, _, body = file_info(first)
     assert split_part10(_stored(service, sop_uid))[1] == body
     _no_stray_files(service)
 
@@ -300,7 +300,7 @@ def test_abort_mid_transfer_leaves_nothing_and_server_serves_on(
 def test_write_error_is_out_of_resources(
     service: DicomService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, sop_uid, _, study_uid, _ = file_info(FIXTURES / "valid" / "CT_small.dcm")
+    _, _sop_uid, _, study_uid, _ = file_info(FIXTURES / "valid" / "CT_small.dcm")
     (service.files.root / study_uid).write_text("a file where the study directory goes")
     response = _send_raw(service, FIXTURES / "valid" / "CT_small.dcm", monkeypatch)
     assert response.Status == 0xA700
@@ -358,4 +358,5 @@ def test_store_writes_imaging_study_through_records(
     ctx = records.transactions[0][0]
     assert (ctx.actor, ctx.organization) == ("STORESCU", ORG_A)
     study = records.imaging_study("1.3.6.1.4.1.5962.1.2.1.20040119072730.12322")
-    assert study is not None and study["numberOfInstances"] == 1
+    assert study is not None
+    assert study["numberOfInstances"] == 1
