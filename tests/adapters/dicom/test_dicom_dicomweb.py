@@ -210,7 +210,8 @@ def test_rendered_window_from_header_or_request(
     _send_all(service, monkeypatch, [path])
     client = client_for(service)
     _, sop_uid, _, study_uid, _ = file_info(path)
-    base = f"/dicomweb/studies/{study_uid}/series/{_series(client, study_uid)}/instances/{sop_uid}/rendered"
+    series = _series(client, study_uid)
+    base = f"/dicomweb/studies/{study_uid}/series/{series}/instances/{sop_uid}/rendered"
     header = np.asarray(
         Image.open(io.BytesIO(client.get(f"{base}?accept=image/png", headers=AUTH).data))
     )
