@@ -263,6 +263,7 @@ def create_blueprint(
         for part in parts:
             outcome = _store_part(ingest, part, ctx, study)
             (stored if outcome.Status == 0 else failed).append(outcome)
+        ingest.drain()
         response = Dataset()
         if stored:
             for item in stored:

@@ -2,17 +2,26 @@
 
 Each file is the Part 10 preamble and file meta information built from the C-STORE
 request, followed by the data set bytes the sender transferred, untouched (no
-transcoding). A file is written under ``dicom/.incoming/``, fsync'd, then renamed into
-place, so a reader never sees a half-written file; ``.incoming`` is emptied at start-up.
-Every write gets a fresh name, so a concurrent re-send of the same SOP Instance UID never
-overwrites a file the index already points to.
+transcoding). The life of a file::
+
+    dicom/.incoming/<token>.tmp        being written (emptied at start-up: never trusted)
+    dicom/.pending/<study>_<sop>_<token>.dcm
+                                       complete and fsync'd: the C-STORE is answered now
+    dicom/<study>/<sop>.<token>.dcm    indexed (renamed once the index row is committed)
+    dicom/.rejected/...                could not be indexed (kept for an operator)
+
+Every write gets a fresh token, so a re-sent SOP Instance UID never overwrites a file the
+index points to; a reader never sees a half-written file.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import FileMetaDataset
@@ -23,6 +32,7 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
 
 IMPLEMENTATION_VERSION = "HIE_DICOM_1"
 PREAMBLE = b"\x00" * 128 + b"DICM"
+_PENDING_NAME = re.compile(r"^([0-9.]+)_([0-9.]+)_([0-9a-f]+)\.dcm$")
 
 
 def file_meta_bytes(
@@ -44,6 +54,21 @@ def file_meta_bytes(
     return PREAMBLE + buffer.getvalue()
 
 
+@dataclass(frozen=True, slots=True)
+class PendingFile:
+    """A complete, durable file waiting for its index row."""
+
+    path: Path
+    study_uid: str
+    sop_uid: str
+    token: str
+
+    @property
+    def final(self) -> str:
+        """Where it goes once indexed, relative to the data dir."""
+        return f"dicom/{self.study_uid}/{self.sop_uid}.{self.token}.dcm"
+
+
 class InstanceFiles:
     """The ``dicom/`` directory of the data dir."""
 
@@ -51,22 +76,23 @@ class InstanceFiles:
         self.data_dir = Path(data_dir)
         self.root = self.data_dir / "dicom"
         self.incoming = self.root / ".incoming"
+        self.pending_dir = self.root / ".pending"
+        self.rejected_dir = self.root / ".rejected"
 
     def prepare(self) -> None:
-        """Create the directories and drop files a crash left in ``.incoming``."""
+        """Create the directories and drop half-written files a crash left behind."""
         if self.incoming.exists():
             shutil.rmtree(self.incoming)
-        self.incoming.mkdir(parents=True, exist_ok=True)
+        for directory in (self.incoming, self.pending_dir, self.rejected_dir):
+            directory.mkdir(parents=True, exist_ok=True)
 
-    def write(self, study_uid: str, sop_uid: str, parts: tuple[bytes, ...]) -> str:
-        """Write ``parts`` to a new file atomically; return its path relative to the data dir.
-
-        Raises OSError (disk full, permissions, ...) with nothing left behind.
-        """
-        token = secrets.token_hex(4)
-        relative = f"dicom/{study_uid}/{sop_uid}.{token}.dcm"
-        final = self.data_dir / relative
-        temp = self.incoming / f"{sop_uid}.{token}.tmp"
+    def write(self, study_uid: str, sop_uid: str, parts: tuple[bytes, ...]) -> PendingFile:
+        """Write ``parts`` durably into ``.pending``. Raises OSError with nothing left behind."""
+        token = secrets.token_hex(6)
+        pending = PendingFile(
+            self.pending_dir / f"{study_uid}_{sop_uid}_{token}.dcm", study_uid, sop_uid, token
+        )
+        temp = self.incoming / f"{token}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
             try:
@@ -78,12 +104,29 @@ class InstanceFiles:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp, final)
+            os.replace(temp, pending.path)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        return relative
+        return pending
+
+    def commit(self, pending: PendingFile) -> None:
+        """Move an indexed file into place (the index already points there)."""
+        final = self.data_dir / pending.final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(pending.path, final)
+
+    def discard(self, pending: PendingFile) -> None:
+        pending.path.unlink(missing_ok=True)
+
+    def reject(self, pending: PendingFile) -> None:
+        os.replace(pending.path, self.rejected_dir / pending.path.name)
+
+    def pending_files(self) -> Iterator[PendingFile]:
+        for path in sorted(self.pending_dir.glob("*.dcm")):
+            match = _PENDING_NAME.match(path.name)
+            if match:
+                yield PendingFile(path, match.group(1), match.group(2), match.group(3))
 
     def path(self, relative: str) -> Path:
         return self.data_dir / relative

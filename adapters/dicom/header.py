@@ -19,6 +19,8 @@ from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
 
@@ -185,13 +187,24 @@ def read_header(
     """
     if check:
         check_complete(dataset, transfer_syntax_uid)
+    ts = UID(transfer_syntax_uid)
     try:
-        ds = dcmread(BytesIO(meta + dataset), stop_before_pixels=True)
+        if ts.is_deflated:
+            ds: Dataset = dcmread(BytesIO(meta + dataset), stop_before_pixels=True)
+        else:
+            # Every attribute the index reads is at or before (0028,0011) Columns.
+            ds = read_dataset(
+                BytesIO(dataset), ts.is_implicit_VR, ts.is_little_endian, stop_when=_past_header
+            )
         return _header(ds)
     except HeaderError:
         raise
     except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError) as exc:
         raise MalformedDataset(f"cannot parse data set: {exc}") from exc
+
+
+def _past_header(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return int(tag) > 0x00280011
 
 
 def _header(ds: Dataset) -> InstanceHeader:

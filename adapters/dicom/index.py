@@ -48,6 +48,17 @@ class Source:
         return self.organization or f"ae:{self.calling_ae.strip()}"
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored file to index."""
+
+    header: InstanceHeader
+    source: Source
+    transfer_syntax_uid: str
+    path: str
+    size: int
+
+
 @dataclass
 class StudyTree:
     """One study with everything under it, as the ImagingStudy sync needs it."""
@@ -71,6 +82,7 @@ def _insert(session: Session, model: type[Any]) -> Any:
 
 
 _RETRIES = 5
+_PK_CACHE_SIZE = 100_000
 
 
 class DicomIndex:
@@ -79,6 +91,9 @@ class DicomIndex:
     ) -> None:
         self.sessions = sessions
         self.clock = clock
+        # Primary keys of committed patient/study/series rows, which never change: most
+        # instances of a study then need no lookups at all.
+        self._pks: dict[tuple[str, ...], int] = {}
 
     def instance_path(self, sop_uid: str) -> str | None:
         with self.sessions() as session:
@@ -96,13 +111,34 @@ class DicomIndex:
         size: int,
         policy: DuplicatePolicy,
     ) -> Recorded:
-        """Index one stored file. SQLite lock contention is retried; other errors propagate."""
+        """Index one stored file (see :meth:`record_many`)."""
+        entry = Entry(header, source, transfer_syntax_uid, path, size)
+        return self.record_many([entry], policy)[0]
+
+    def record_many(self, entries: list[Entry], policy: DuplicatePolicy) -> list[Recorded]:
+        """Index stored files in one transaction, in order. SQLite lock contention is
+        retried; other errors propagate and nothing is recorded."""
         for attempt in range(_RETRIES):
+            created: dict[tuple[str, ...], int] = {}
             try:
                 with self.sessions.begin() as session:
-                    return self._record(
-                        session, header, source, transfer_syntax_uid, path, size, policy
-                    )
+                    out = [
+                        self._record(
+                            session,
+                            e.header,
+                            e.source,
+                            e.transfer_syntax_uid,
+                            e.path,
+                            e.size,
+                            policy,
+                            created,
+                        )
+                        for e in entries
+                    ]
+                if len(self._pks) > _PK_CACHE_SIZE:
+                    self._pks.clear()
+                self._pks.update(created)
+                return out
             except OperationalError as exc:
                 if "locked" not in str(exc) or attempt == _RETRIES - 1:
                     raise
@@ -118,10 +154,13 @@ class DicomIndex:
         path: str,
         size: int,
         policy: DuplicatePolicy,
+        created: dict[tuple[str, ...], int],
     ) -> Recorded:
         now = self.clock()
         patient_pk = self._get_or_insert(
             session,
+            created,
+            ("patient", source.issuer, h.patient_id),
             DicomPatient,
             (DicomPatient.issuer == source.issuer) & (DicomPatient.patient_id == h.patient_id),
             ["issuer", "patient_id"],
@@ -138,6 +177,8 @@ class DicomIndex:
         )
         study_pk = self._get_or_insert(
             session,
+            created,
+            ("study", h.study_uid),
             DicomStudy,
             DicomStudy.study_uid == h.study_uid,
             ["study_uid"],
@@ -157,6 +198,8 @@ class DicomIndex:
         )
         series_pk = self._get_or_insert(
             session,
+            created,
+            ("series", h.series_uid),
             DicomSeries,
             DicomSeries.series_uid == h.series_uid,
             ["series_uid"],
@@ -217,17 +260,27 @@ class DicomIndex:
         self._mark_stale(session, study_pk, now, source)
         return Recorded(outcome, old_path)
 
-    @staticmethod
     def _get_or_insert(
-        session: Session, model: type[Any], where: Any, keys: list[str], values: dict[str, Any]
+        self,
+        session: Session,
+        created: dict[tuple[str, ...], int],
+        cache_key: tuple[str, ...],
+        model: type[Any],
+        where: Any,
+        keys: list[str],
+        values: dict[str, Any],
     ) -> int:
+        cached = created.get(cache_key) or self._pks.get(cache_key)
+        if cached is not None:
+            return cached
         pk = session.scalar(select(model.id).where(where))
-        if pk is not None:
-            return int(pk)
-        session.execute(
-            _insert(session, model).values(**values).on_conflict_do_nothing(index_elements=keys)
-        )
-        return int(session.scalar(select(model.id).where(where)) or 0)
+        if pk is None:
+            session.execute(
+                _insert(session, model).values(**values).on_conflict_do_nothing(index_elements=keys)
+            )
+            pk = session.scalar(select(model.id).where(where))
+        created[cache_key] = int(pk or 0)
+        return int(pk or 0)
 
     @staticmethod
     def _mark_stale(session: Session, study_pk: int, now: float, source: Source) -> None:

@@ -357,10 +357,15 @@ Visible = Callable[[Collection[str]], set[str]]
 
 
 class QueryEngine:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], before_read: Callable[[], object] = lambda: None
+    ) -> None:
         self.sessions = sessions
+        # Ingest.drain: a read sees every instance this node has acknowledged.
+        self.before_read = before_read
 
     def find(self, query: Query, visible: Visible) -> list[Match]:
+        self.before_read()
         with self.sessions() as session:
             matches = self._select(session, query)
             matches = self._visible(session, query.level, matches, visible)

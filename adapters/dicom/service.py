@@ -58,7 +58,6 @@ class DicomService:
         self.files = InstanceFiles(config.data_dir)
         self.index = DicomIndex(sessions)
         self.registry = AeRegistry(sessions)
-        self.engine = QueryEngine(sessions)
         self.sync = StudySync(
             self.index,
             records,
@@ -71,15 +70,22 @@ class DicomService:
             self.index,
             policy=config.duplicate_policy,
             on_study_changed=self.sync.notify,
+            organization_of=self._organization_of,
         )
+        self.engine = QueryEngine(sessions, before_read=self.ingest.drain)
         self.scp: DicomScp | None = None
+
+    def _organization_of(self, ae_title: str) -> str | None:
+        registered = self.registry.get(ae_title)
+        return registered.organization if registered else None
 
     def context_for(self, ae_title: str) -> RequestContext:
         return context_for(ae_title, self.registry)
 
     def start(self, *, listen: bool = True) -> None:
-        """Prepare the data dir, start the sync and (unless ``listen=False``) the SCP."""
-        self.files.prepare()
+        """Start the indexer (after indexing what a previous run left pending), the sync
+        and, unless ``listen=False``, the SCP."""
+        self.ingest.start()
         self.sync.start()
         if listen:
             self.scp = DicomScp(
@@ -103,6 +109,7 @@ class DicomService:
         if self.scp is not None:
             self.scp.stop()
             self.scp = None
+        self.ingest.stop()
         self.sync.stop(flush=True)
 
 

@@ -252,10 +252,12 @@ def test_stow_rs(service: DicomService, records: FakeRecords) -> None:
         file_info(FIXTURES / "valid" / "CT_small.dcm")[1]
     ]  # type: ignore[arg-type]
     assert value(result, "00081198")["00081197"]["Value"] == [0xC000]  # type: ignore[arg-type]
+    service.ingest.drain()
     stored = service.files.read(
         service.index.instance_path(file_info(FIXTURES / "valid" / "CT_small.dcm")[1]) or ""
     )
     assert split_part10(stored)[1] == split_part10(good)[1]
+    service.ingest.drain()
     service.sync.run_once(force=True)
     ctx = records.transactions[-1][0]
     assert (ctx.actor, ctx.organization) == ("viewer", ORG_B)

@@ -27,20 +27,25 @@ pytestmark = pytest.mark.usefixtures("dcmtk")
 
 
 def _count(service: DicomService) -> int:
+    service.ingest.drain()
     with service.index.sessions() as session:
         return int(session.scalar(select(func.count(DicomInstance.id))) or 0)
 
 
 def _stored(service: DicomService, sop_uid: str) -> bytes:
+    service.ingest.drain()
     path = service.index.instance_path(sop_uid)
     assert path is not None, sop_uid
     return service.files.read(path)
 
 
 def _no_stray_files(service: DicomService) -> None:
+    service.ingest.drain()
     assert list(service.files.incoming.iterdir()) == []
+    assert list(service.files.pending_dir.iterdir()) == []
+    assert list(service.files.rejected_dir.iterdir()) == []
     on_disk = {
-        str(p.relative_to(service.files.data_dir)) for p in service.files.root.rglob("*.dcm")
+        str(p.relative_to(service.files.data_dir)) for p in service.files.root.glob("[0-9]*/*.dcm")
     }
     with service.index.sessions() as session:
         indexed = set(session.scalars(select(DicomInstance.path)))
@@ -73,6 +78,7 @@ def test_unregistered_ae_accepted_when_configured(
     service = make_service(accept_unregistered=True)
     result = storescu(service, FIXTURES / "valid" / "CT_small.dcm", aet="STRANGER")
     assert result.returncode == 0, result.stderr
+    service.ingest.drain()
     service.sync.run_once(force=True)
     patient = records.of_type("Patient")[0]
     assert patient["identifier"][0] == {
@@ -135,6 +141,7 @@ def test_storescu_recursive_directory_in_one_association(
     )  # chrSQEncoding has no SOP Class UID: storescu skips it
     stored = _count(service)
     assert stored == 5, result.stdout + result.stderr
+    service.ingest.drain()
     service.sync.run_once(force=True)
     names = {
         n.get("text") for p in records.of_type("Patient") for n in p.get("name", []) if "text" in n
@@ -300,12 +307,14 @@ def test_abort_mid_transfer_leaves_nothing_and_server_serves_on(
 def test_write_error_is_out_of_resources(
     service: DicomService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, _sop_uid, _, study_uid, _ = file_info(FIXTURES / "valid" / "CT_small.dcm")
-    (service.files.root / study_uid).write_text("a file where the study directory goes")
+    service.files.incoming.rmdir()
+    service.files.incoming.write_text("a file where the directory for writing goes")
     response = _send_raw(service, FIXTURES / "valid" / "CT_small.dcm", monkeypatch)
     assert response.Status == 0xA700
     assert _count(service) == 0
-    assert list(service.files.incoming.iterdir()) == []
+    assert list(service.files.pending_dir.iterdir()) == []
+    service.files.incoming.unlink()
+    service.files.incoming.mkdir()
 
 
 def test_disk_full_is_out_of_resources(
@@ -354,9 +363,30 @@ def test_store_writes_imaging_study_through_records(
         service, FIXTURES / "valid" / "CT_small.dcm", FIXTURES / "valid" / "MR_small.dcm"
     )
     assert result.returncode == 0, result.stderr
+    service.ingest.drain()
     service.sync.run_once(force=True)
     ctx = records.transactions[0][0]
     assert (ctx.actor, ctx.organization) == ("STORESCU", ORG_A)
     study = records.imaging_study("1.3.6.1.4.1.5962.1.2.1.20040119072730.12322")
     assert study is not None
     assert study["numberOfInstances"] == 1
+
+
+def test_pending_files_are_indexed_after_a_crash(
+    make_service: ServiceFactory, records: FakeRecords, tmp_path: Path
+) -> None:
+    # A file acknowledged but not yet indexed when the process stopped.
+    from adapters.dicom.files import InstanceFiles, file_meta_bytes
+
+    files = InstanceFiles(tmp_path / "data")
+    files.prepare()
+    sop_class, sop_uid, ts, study_uid, body = file_info(FIXTURES / "valid" / "CT_small.dcm")
+    files.write(study_uid, sop_uid, (file_meta_bytes(sop_class, sop_uid, ts, "STORESCU"), body))
+    service = make_service()
+    assert split_part10(_stored(service, sop_uid))[1] == body
+    _no_stray_files(service)
+    service.ingest.drain()
+    service.sync.run_once(force=True)
+    study = records.imaging_study(study_uid)
+    assert study is not None
+    assert records.transactions[-1][0].organization == ORG_A  # from the registry

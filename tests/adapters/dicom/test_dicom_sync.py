@@ -41,6 +41,7 @@ def wait_for(predicate: object, timeout: float = 2.0) -> float:
 
 def test_imaging_study_content_is_valid_r4(service: DicomService, records: FakeRecords) -> None:
     storescu(service, "-R", "-xw", str(RG3))
+    service.ingest.drain()
     service.sync.run_once(force=True)
     (bundle,) = [b for _, b in records.transactions]
     Bundle.model_validate(bundle)
@@ -95,6 +96,7 @@ def test_existing_source_patient_and_service_request_are_used(
         }
     )
     storescu(service, "-R", "-xw", str(RG3))
+    service.ingest.drain()
     service.sync.run_once(force=True)
     assert len(records.of_type("Patient")) == 1  # not a second source Patient
     assert records.of_type("Patient")[0]["name"] == [{"family": "from HL7"}]
@@ -108,6 +110,7 @@ def test_chinese_names_from_gb18030_and_utf8(service: DicomService, records: Fak
     storescu(
         service, str(FIXTURES / "charset" / "chrX1.dcm"), str(FIXTURES / "charset" / "chrX2.dcm")
     )
+    service.ingest.drain()
     service.sync.run_once(force=True)
     patients = {p["identifier"][0]["value"]: p for p in records.of_type("Patient")}
     x1, x2 = patients["X1EXAMPLE"], patients["X2EXAMPLE"]
@@ -124,7 +127,9 @@ def test_study_without_patient_id_gets_one_placeholder_patient(
 ) -> None:
     path = FIXTURES / "valid" / "test-SR.dcm"
     storescu(service, str(path))
+    service.ingest.drain()
     service.sync.run_once(force=True)
+    service.ingest.drain()
     service.sync.run_once(force=True)
     (patient,) = records.of_type("Patient")
     assert patient["identifier"][0] == {
@@ -154,9 +159,11 @@ def test_record_is_current_within_2s_and_batched(
 def test_failed_record_write_is_retried(service: DicomService, records: FakeRecords) -> None:
     records.fail_transactions = True
     storescu(service, str(CT))
+    service.ingest.drain()
     service.sync.run_once(force=True)
     assert service.index.stale_count() == 1
     records.fail_transactions = False
+    service.ingest.drain()
     service.sync.run_once(force=True)
     assert service.index.stale_count() == 0
     assert records.imaging_study(CT_STUDY) is not None
