@@ -20,14 +20,11 @@ import os
 import re
 import secrets
 import shutil
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
 
 IMPLEMENTATION_VERSION = "HIE_DICOM_1"
@@ -35,23 +32,32 @@ PREAMBLE = b"\x00" * 128 + b"DICM"
 _PENDING_NAME = re.compile(r"^([0-9.]+)_([0-9.]+)_([0-9a-f]+)\.dcm$")
 
 
+def _element(element: int, vr: bytes, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b"\x00" if vr == b"UI" else b" "
+    if vr == b"OB":
+        return struct.pack("<HH2sHL", 0x0002, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
 def file_meta_bytes(
     sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, source_ae: str
 ) -> bytes:
-    """Preamble, ``DICM`` and the encoded (0002,eeee) group for one received instance."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
-    meta.TransferSyntaxUID = UID(transfer_syntax_uid)
-    meta.ImplementationClassUID = PYNETDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    """Preamble, ``DICM`` and the (0002,eeee) group (explicit VR little endian, PS3.10
+    7.1) for one received instance. Encoded by hand: this runs once per instance."""
+    elements = [
+        _element(0x0001, b"OB", b"\x00\x01"),
+        _element(0x0002, b"UI", sop_class_uid.encode("ascii")),
+        _element(0x0003, b"UI", sop_instance_uid.encode("ascii")),
+        _element(0x0010, b"UI", transfer_syntax_uid.encode("ascii")),
+        _element(0x0012, b"UI", PYNETDICOM_IMPLEMENTATION_UID.encode("ascii")),
+        _element(0x0013, b"SH", IMPLEMENTATION_VERSION.encode("ascii")),
+    ]
     if source_ae.strip():
-        meta.SourceApplicationEntityTitle = source_ae.strip()
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = True
-    buffer.is_implicit_VR = False
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    return PREAMBLE + buffer.getvalue()
+        elements.append(_element(0x0016, b"AE", source_ae.strip().encode("ascii", "replace")))
+    body = b"".join(elements)
+    group_length = struct.pack("<HH2sHL", 0x0002, 0x0000, b"UL", 4, len(body))
+    return PREAMBLE + group_length + body
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ class InstanceFiles:
                     while view:
                         written = os.write(fd, view)
                         view = view[written:]
-                os.fsync(fd)
+                os.fdatasync(fd)  # data, not metadata: the rename follows
             finally:
                 os.close(fd)
             os.replace(temp, pending.path)

@@ -69,8 +69,8 @@ class Ingest:
         policy: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST,
         on_study_changed: Callable[[str], None] = lambda study_uid: None,
         organization_of: Callable[[str], str | None] = lambda ae_title: None,
-        batch_size: int = 200,
-        batch_wait: float = 0.002,
+        batch_size: int = 500,
+        batch_wait: float = 0.05,
     ) -> None:
         self.files = files
         self.index = index
@@ -158,13 +158,10 @@ class Ingest:
         return StoreResult(SUCCESS, study_uid=header.study_uid, outcome="queued")
 
     def _known(self, sop_uid: str) -> bool:
+        # Only the queue is asked here (no database round trip per instance): a re-send of
+        # an indexed instance is written, then found "kept" by the indexer and dropped.
         with self._cond:
-            if sop_uid in self._queued_sops:
-                return True
-        try:
-            return self.index.instance_path(sop_uid) is not None
-        except OperationalError:
-            return False  # the index is down: store, the indexer sorts it out later
+            return sop_uid in self._queued_sops
 
     # -- the indexer -------------------------------------------------------------------
 

@@ -3,6 +3,8 @@ C-MOVE to it goes (``hie dicom ae add AET --org Organization/ID [--host H --port
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
@@ -25,8 +27,19 @@ class RegisteredAe:
 
 
 class AeRegistry:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    """Registrations, read through a short cache: every C-STORE asks who its sender is,
+    and a registration made by another process (the CLI) is seen within ``ttl`` seconds."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        ttl: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sessions = sessions
+        self.ttl = ttl
+        self.clock = clock
+        self._cache: dict[str, tuple[float, RegisteredAe | None]] = {}
 
     def add(
         self, ae_title: str, organization: str, host: str | None = None, port: int | None = None
@@ -46,9 +59,11 @@ class AeRegistry:
                 row = CallingAE(ae_title=title)
                 session.add(row)
             row.organization, row.host, row.port = organization, host, port
+        self._cache.pop(title, None)
         return RegisteredAe(title, organization, host, port)
 
     def remove(self, ae_title: str) -> bool:
+        self._cache.pop(ae_title.strip(), None)
         with self.sessions.begin() as session:
             result = session.execute(
                 delete(CallingAE).where(CallingAE.ae_title == ae_title.strip())
@@ -56,11 +71,22 @@ class AeRegistry:
             return bool(getattr(result, "rowcount", 0))
 
     def get(self, ae_title: str) -> RegisteredAe | None:
+        title = ae_title.strip()
+        now = self.clock()
+        cached = self._cache.get(title)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
         with self.sessions() as session:
-            row = session.get(CallingAE, ae_title.strip())
-            if row is None:
-                return None
-            return RegisteredAe(row.ae_title, row.organization, row.host, row.port)
+            row = session.get(CallingAE, title)
+            found = (
+                None
+                if row is None
+                else RegisteredAe(row.ae_title, row.organization, row.host, row.port)
+            )
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[title] = (now, found)
+        return found
 
     def all(self) -> list[RegisteredAe]:
         with self.sessions() as session:
