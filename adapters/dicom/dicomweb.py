@@ -141,9 +141,7 @@ def create_blueprint(
         query = Query(level=Level.IMAGE)
         for keyword, value in keys.items():
             if value is not None:
-                condition = condition_for(KEYS[keyword], value)
-                if condition is not None:
-                    query.conditions.append(condition)
+                query.add(KEYS[keyword], condition_for(KEYS[keyword], value))
         found = engine.instances(query, visible(context()))
         if not found:
             raise _HttpError(404, "no such study, series or instance")

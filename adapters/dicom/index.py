@@ -157,6 +157,13 @@ class DicomIndex:
         created: dict[tuple[str, ...], int],
     ) -> Recorded:
         now = self.clock()
+        existing = session.execute(
+            select(DicomInstance.id, DicomInstance.path, DicomInstance.study_pk).where(
+                DicomInstance.sop_uid == h.sop_instance_uid
+            )
+        ).first()
+        if existing is not None and policy is DuplicatePolicy.KEEP_FIRST:
+            return Recorded("kept")
         patient_pk = self._get_or_insert(
             session,
             created,
@@ -228,11 +235,6 @@ class DicomIndex:
             "size": size,
             "received_at": now,
         }
-        existing = session.execute(
-            select(DicomInstance.id, DicomInstance.path, DicomInstance.study_pk).where(
-                DicomInstance.sop_uid == h.sop_instance_uid
-            )
-        ).first()
         if existing is None:
             inserted = session.execute(
                 _insert(session, DicomInstance)

@@ -13,14 +13,16 @@ own. A person name without ``=`` matches any of its component groups.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydicom import Dataset
+from pydicom import Dataset, config
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 from sqlalchemy import ColumnElement, and_, false, func, or_, select
@@ -160,9 +162,20 @@ DEFAULT_RETURN: dict[Level, tuple[str, ...]] = {
 class Query:
     level: Level
     conditions: list[ColumnElement[bool]] = field(default_factory=list)
+    # On patient attributes: applied to the patients first (a name wildcard cannot use an
+    # index, so scan the few patients, not every study joined to its patient).
+    patient_conditions: list[ColumnElement[bool]] = field(default_factory=list)
     return_keys: list[str] = field(default_factory=list)
     limit: int | None = None
     offset: int = 0
+
+    def add(self, key: Key, condition: ColumnElement[bool] | None) -> None:
+        if condition is None:
+            return
+        if key.level is Level.PATIENT:
+            self.patient_conditions.append(condition)
+        else:
+            self.conditions.append(condition)
 
 
 @dataclass
@@ -319,9 +332,7 @@ def from_identifier(identifier: Dataset, root: Root) -> Query:
             value = elem.value
         except (ValueError, TypeError, OverflowError, UserWarning) as exc:
             raise InvalidQuery(f"{keyword}: {exc}") from exc
-        condition = condition_for(key, value)
-        if condition is not None:
-            query.conditions.append(condition)
+        query.add(key, condition_for(key, value))
         query.return_keys.append(keyword)
     return query
 
@@ -339,9 +350,7 @@ def query_from_params(level: Level, params: Iterable[tuple[str, str]]) -> Query:
         parts: Any = value.split("\\") if key.kind in ("uid", "codes", "modalities") else value
         if key.kind == "uid":
             parts = [p for v in value.split(",") for p in v.split("\\")]
-        condition = condition_for(key, parts)
-        if condition is not None:
-            query.conditions.append(condition)
+        query.add(key, condition_for(key, parts))
         if keyword not in query.return_keys:
             query.return_keys.append(keyword)
     return query
@@ -380,8 +389,8 @@ class QueryEngine:
         entities: list[Any] = [DicomPatient]
         stmt: Any
         if level is Level.PATIENT:
-            stmt = select(DicomPatient)
-            # Patient keys only; a study key in a PATIENT query narrows through its studies.
+            stmt = select(DicomPatient).where(*query.patient_conditions)
+            # A study key in a PATIENT query narrows through the patient's studies.
             stmt = stmt.where(
                 select(DicomStudy.id)
                 .where(DicomStudy.patient_pk == DicomPatient.id, *query.conditions)
@@ -406,6 +415,9 @@ class QueryEngine:
             stmt = stmt.join(DicomPatient, DicomStudy.patient_pk == DicomPatient.id)
         if query.conditions:
             stmt = stmt.where(*query.conditions)
+        if query.patient_conditions:
+            patients = select(DicomPatient.id).where(*query.patient_conditions)
+            stmt = stmt.where(DicomStudy.patient_pk.in_(patients))
         first = entities[0]
         stmt = stmt.order_by(first.id)
         out = []
@@ -511,7 +523,11 @@ class QueryEngine:
 
     def instances(self, query: Query, visible: Visible) -> list[DicomInstance]:
         """The stored instances a retrieve (C-MOVE, C-GET, WADO-RS) selects."""
-        image_query = Query(level=Level.IMAGE, conditions=query.conditions)
+        image_query = Query(
+            level=Level.IMAGE,
+            conditions=query.conditions,
+            patient_conditions=query.patient_conditions,
+        )
         return [m.instance for m in self.find(image_query, visible) if m.instance is not None]
 
 
@@ -561,7 +577,7 @@ def to_dataset(match: Match, query: Query, *, retrieve_aet: str | None = None) -
         if keyword not in keys:
             keys.append(keyword)
     for keyword in keys:
-        tag = tag_for_keyword(keyword)
+        tag, vr = _tag_vr(keyword)
         if tag is None:
             continue
         if keyword == "RetrieveAETitle":
@@ -574,16 +590,21 @@ def to_dataset(match: Match, query: Query, *, retrieve_aet: str | None = None) -
         value = _attribute(match, keyword)
         if key is not None and _DEPTH[key.level] > _DEPTH[query.level]:
             continue
-        vr = dictionary_VR(tag)
         if value is None or value == "":
-            ds.add_new(tag, vr, None)
+            value = None
         elif key is not None and key.kind == "pn":
-            ds.add_new(tag, vr, PersonName(value))
+            value = PersonName(value)
         elif key is not None and key.kind == "issuer":
-            ds.add_new(tag, vr, str(value).removeprefix("Organization/"))
-        else:
-            ds.add_new(tag, vr, value)
+            value = str(value).removeprefix("Organization/")
+        # Values come from the index, which only holds values that were valid on the way in.
+        ds.add(DataElement(tag, vr, value, validation_mode=config.IGNORE))
     return ds
+
+
+@functools.cache
+def _tag_vr(keyword: str) -> tuple[int | None, str]:
+    tag = tag_for_keyword(keyword)
+    return tag, dictionary_VR(tag) if tag is not None else ""
 
 
 def _unique_keys(level: Level) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pydicom
 import pytest
 from dicom_support import FIXTURES, VALID, file_info
 from sqlalchemy import Engine, func, select
@@ -63,16 +64,24 @@ def test_duplicate_policies(db: Engine, tmp_path: Path) -> None:
 def test_same_mrn_from_two_organisations_is_two_patients(db: Engine, tmp_path: Path) -> None:
     ingest = make_ingest(db, tmp_path)
     store(ingest, FIXTURES / "valid" / "MR_small.dcm")
-    store(
-        ingest,
-        FIXTURES / "valid" / "MR_small_RLE.dcm",
-        Source("PACS2", "Organization/hosp-b"),
-        sop_uid=None,
-    )
+    copy = tmp_path / "copy.dcm"
+    ds = pydicom.dcmread(FIXTURES / "valid" / "MR_small.dcm")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.4.5.7", "1.2.3.4.5.8"
+    ds.save_as(copy, enforce_file_format=True)
+    store(ingest, copy, Source("PACS2", "Organization/hosp-b"))
+    store(ingest, FIXTURES / "valid" / "MR_small_RLE.dcm", Source("PACS3", "Organization/hosp-c"))
     store(ingest, FIXTURES / "valid" / "CT_small.dcm", Source("ROGUE", None))
     with session_factory(db)() as session:
-        issuers = set(session.scalars(select(DicomPatient.issuer)))
-    assert issuers == {"Organization/hosp-a", "ae:ROGUE"}
+        rows = {
+            tuple(r) for r in session.execute(select(DicomPatient.issuer, DicomPatient.patient_id))
+        }
+    # hosp-c re-sent an instance hosp-a had sent: kept, and no patient row for it
+    assert rows == {
+        ("Organization/hosp-a", "4MR1"),
+        ("Organization/hosp-b", "4MR1"),
+        ("ae:ROGUE", "1CT1"),
+    }
 
 
 def test_concurrent_instances_of_one_study(db: Engine, tmp_path: Path) -> None:
