@@ -503,6 +503,21 @@ class Exchange:
             params=echo,
         )
 
+    def visible_study_uids(self, ctx: RequestContext, study_uids: Collection[str]) -> set[str]:
+        """The DICOM studies the caller may see, decided on their ImagingStudy resources.
+
+        A study whose ImagingStudy is not written yet (it follows its instances within
+        seconds) has nothing to decide on and is visible.
+        """
+        visible = set()
+        with self._store.unit_of_work(write=False) as uow:
+            for uid in study_uids:
+                params = [("identifier", f"urn:dicom:uid|urn:oid:{uid}")]
+                matches = self._writer.match(uow, "ImagingStudy", params, limit=1)
+                if not matches or self.permitted(ctx, Interaction.SEARCH, matches[0]):
+                    visible.add(uid)
+        return visible
+
     # -- bundles and validation --------------------------------------------------
 
     def process_bundle(

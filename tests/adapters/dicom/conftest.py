@@ -1,21 +1,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dicom_support import FakeRecords
 from sqlalchemy import Engine, create_engine, event
 
 from adapters.dicom.index import session_factory
 from adapters.dicom.models import metadata
 from adapters.dicom.service import DicomConfig, DicomService
-
-ORG_A = "Organization/hosp-a"
-ORG_B = "Organization/hosp-b"
+from tests.adapters.dicom.dicom_support import ORG_A, ORG_B, FakeRecords, ServiceFactory, run
 
 
 def sqlite_engine(path: Path) -> Engine:
@@ -65,9 +61,6 @@ def records() -> FakeRecords:
     return FakeRecords()
 
 
-ServiceFactory = Callable[..., DicomService]
-
-
 @pytest.fixture
 def make_service(
     tmp_path: Path, records: FakeRecords, sqlite_db: Engine
@@ -106,10 +99,6 @@ def make_service(
 @pytest.fixture
 def service(make_service: ServiceFactory) -> DicomService:
     return make_service()
-
-
-def run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import copy
 import itertools
+import subprocess
 import threading
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+import pytest
+from pynetdicom import AE, _config
+
+from adapters.dicom.service import DicomService
 from hie.context import RequestContext
+
+ORG_A = "Organization/hosp-a"
+ORG_B = "Organization/hosp-b"
+ServiceFactory = Callable[..., DicomService]
+
+
+def run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "dicom"
 
@@ -211,3 +225,22 @@ def inflated(ts: str, body: bytes) -> bytes:
     import zlib
 
     return zlib.decompress(body, -zlib.MAX_WBITS) if ts == "1.2.840.10008.1.2.1.99" else body
+
+
+CT_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
+MR_STUDY = "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457"
+
+
+def send_all(service: DicomService, monkeypatch: pytest.MonkeyPatch, files: list[Path]) -> None:
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+    ae = AE(ae_title="PYCLIENT")
+    contexts = {(m[0], m[2]) for m in (file_info(p) for p in files)}
+    for sop_class, ts in contexts:
+        ae.add_requested_context(sop_class, [ts])
+    assoc = ae.associate(*service.address, ae_title="HIE")
+    assert assoc.is_established
+    try:
+        for path in files:
+            assert assoc.send_c_store(path).Status == 0x0000, path.name
+    finally:
+        assoc.release()

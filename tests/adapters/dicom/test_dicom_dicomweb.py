@@ -8,17 +8,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ORG_B, ServiceFactory
-from dicom_support import FIXTURES, VALID, FakeRecords, file_info, split_part10
 from flask import Flask, Request
 from flask.testing import FlaskClient
 from PIL import Image
-from test_dicom_qr import CT_STUDY, MR_STUDY, _send_all
 
 from adapters.dicom.dicomweb import create_blueprint
 from adapters.dicom.service import DicomService
 from hie.context import RequestContext, Scopes
 from hie.errors import Unauthorized
+from tests.adapters.dicom.dicom_support import (
+    CT_STUDY,
+    FIXTURES,
+    MR_STUDY,
+    ORG_B,
+    VALID,
+    FakeRecords,
+    ServiceFactory,
+    file_info,
+    send_all,
+    split_part10,
+)
 
 AUTH = {"Authorization": "Bearer viewer"}
 
@@ -46,7 +55,7 @@ def client_for(service: DicomService) -> FlaskClient:
 
 @pytest.fixture
 def web(service: DicomService, monkeypatch: pytest.MonkeyPatch) -> FlaskClient:
-    _send_all(service, monkeypatch, VALID)
+    send_all(service, monkeypatch, VALID)
     return client_for(service)
 
 
@@ -120,7 +129,7 @@ def test_every_file_comes_back_byte_identical_through_wado(
     make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch, path: Path
 ) -> None:
     service = make_service()
-    _send_all(service, monkeypatch, [path])
+    send_all(service, monkeypatch, [path])
     client = client_for(service)
     sop_class, sop_uid, ts, study_uid, body = file_info(path)
     series_uid = client.get(f"/dicomweb/studies/{study_uid}/instances", headers=AUTH).json[0][
@@ -183,7 +192,7 @@ def test_rendered_frames(
 ) -> None:
     service = make_service()
     path = FIXTURES / "valid" / name
-    _send_all(service, monkeypatch, [path])
+    send_all(service, monkeypatch, [path])
     client = client_for(service)
     _, sop_uid, _, study_uid, _ = file_info(path)
     base = f"/dicomweb/studies/{study_uid}/series/{_series(client, study_uid)}/instances/{sop_uid}"
@@ -207,7 +216,7 @@ def test_rendered_window_from_header_or_request(
 
     service = make_service()
     path = FIXTURES / "valid" / "MR_small.dcm"  # Window Center 600, Width 1600
-    _send_all(service, monkeypatch, [path])
+    send_all(service, monkeypatch, [path])
     client = client_for(service)
     _, sop_uid, _, study_uid, _ = file_info(path)
     series = _series(client, study_uid)

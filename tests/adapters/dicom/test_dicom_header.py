@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from dicom_support import FIXTURES, VALID, file_info, split_part10
 
 from adapters.dicom.files import file_meta_bytes
 from adapters.dicom.header import DatasetMismatch, MalformedDataset, check_complete, read_header
+from tests.adapters.dicom.dicom_support import FIXTURES, VALID, file_info, split_part10
 
 
 def header_of(path):  # type: ignore[no-untyped-def]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from dicom_support import FIXTURES, VALID, file_info
 from sqlalchemy import Engine, func, select
 
 from adapters.dicom.files import InstanceFiles
@@ -16,6 +15,7 @@ from adapters.dicom.ingest import Ingest
 from adapters.dicom.models import DicomInstance, DicomPatient, DicomStudy
 from adapters.dicom.query import InvalidQuery, Level, QueryEngine, query_from_params
 from adapters.dicom.registry import AeRegistry
+from tests.adapters.dicom.dicom_support import FIXTURES, VALID, file_info
 
 SOURCE = Source("PACS1", "Organization/hosp-a")
 
@@ -101,7 +101,7 @@ def test_concurrent_instances_of_one_study(db: Engine, tmp_path: Path) -> None:
         buffer = BytesIO()
         src.save_as(buffer, enforce_file_format=True)
         bodies.append((str(src.SOPInstanceUID), buffer.getvalue()))
-    from dicom_support import split_part10
+    from tests.adapters.dicom.dicom_support import split_part10
 
     def send(chunk: list[tuple[str, bytes]]) -> None:
         try:

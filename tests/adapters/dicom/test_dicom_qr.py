@@ -8,13 +8,11 @@ from typing import Any
 
 import pydicom
 import pytest
-from conftest import ORG_B, ServiceFactory, run
-from dicom_support import FIXTURES, VALID, FakeRecords, file_info, inflated
 from pydicom import config
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pynetdicom import AE, _config, build_role, evt
+from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
@@ -22,31 +20,26 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from adapters.dicom.service import DicomService
+from tests.adapters.dicom.dicom_support import (
+    CT_STUDY,
+    FIXTURES,
+    MR_STUDY,
+    ORG_B,
+    VALID,
+    FakeRecords,
+    ServiceFactory,
+    file_info,
+    inflated,
+    run,
+    send_all,
+)
 
 pytestmark = pytest.mark.usefixtures("dcmtk")
-
-CT_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
-MR_STUDY = "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457"
-
-
-def _send_all(service: DicomService, monkeypatch: pytest.MonkeyPatch, files: list[Path]) -> None:
-    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
-    ae = AE(ae_title="PYCLIENT")
-    contexts = {(m[0], m[2]) for m in (file_info(p) for p in files)}
-    for sop_class, ts in contexts:
-        ae.add_requested_context(sop_class, [ts])
-    assoc = ae.associate(*service.address, ae_title="HIE")
-    assert assoc.is_established
-    try:
-        for path in files:
-            assert assoc.send_c_store(path).Status == 0x0000, path.name
-    finally:
-        assoc.release()
 
 
 @pytest.fixture
 def loaded(service: DicomService, monkeypatch: pytest.MonkeyPatch) -> DicomService:
-    _send_all(service, monkeypatch, VALID)
+    send_all(service, monkeypatch, VALID)
     return service
 
 
@@ -410,7 +403,7 @@ def test_every_file_comes_back_byte_identical_through_c_get(
     make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch, path: Path
 ) -> None:
     service = make_service()
-    _send_all(service, monkeypatch, [path])
+    send_all(service, monkeypatch, [path])
     sop_class, sop_uid, ts, study_uid, body = file_info(path)
     identifier = q("IMAGE", StudyInstanceUID=study_uid, SOPInstanceUID=sop_uid)
     ((got_ts, got),) = c_get_raw(service, sop_class, ts, identifier)

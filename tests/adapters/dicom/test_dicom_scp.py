@@ -9,8 +9,6 @@ from typing import Any
 
 import pydicom
 import pytest
-from conftest import ORG_A, ServiceFactory, run
-from dicom_support import FIXTURES, STORESCU_FLAG, VALID, FakeRecords, file_info, split_part10
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -22,6 +20,17 @@ from sqlalchemy import func, select
 
 from adapters.dicom.models import DicomInstance
 from adapters.dicom.service import DicomService
+from tests.adapters.dicom.dicom_support import (
+    FIXTURES,
+    ORG_A,
+    STORESCU_FLAG,
+    VALID,
+    FakeRecords,
+    ServiceFactory,
+    file_info,
+    run,
+    split_part10,
+)
 
 pytestmark = pytest.mark.usefixtures("dcmtk")
 

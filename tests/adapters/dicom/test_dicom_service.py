@@ -3,14 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run
-from dicom_support import FakeRecords
 from sqlalchemy import Engine
 
 from adapters.dicom.identifiers import mrn_system, organization_id
 from adapters.dicom.index import session_factory
 from adapters.dicom.registry import AeRegistry
 from adapters.dicom.service import serve
+from tests.adapters.dicom.dicom_support import FakeRecords, run
 
 
 def test_serve_runs_the_services(tmp_path: Path, sqlite_db: Engine, records: FakeRecords) -> None:

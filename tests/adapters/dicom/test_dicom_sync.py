@@ -6,14 +6,20 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ORG_A, ServiceFactory, run
-from dicom_support import FIXTURES, FakeRecords, file_info
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 from fhir.resources.R4B.patient import Patient
 
 from adapters.dicom.identifiers import mrn_system
 from adapters.dicom.service import DicomService
+from tests.adapters.dicom.dicom_support import (
+    FIXTURES,
+    ORG_A,
+    FakeRecords,
+    ServiceFactory,
+    file_info,
+    run,
+)
 
 pytestmark = pytest.mark.usefixtures("dcmtk")
 
