@@ -1,0 +1,206 @@
+"""Shared test helpers for the HL7 v2 adapter (imported by conftest.py and the tests).
+
+The exchange here is a test twin of ``hie.exchange.Exchange.transaction`` with the
+semantics the adapter relies on: conditional update by identifier (create / update / 412),
+``ifNoneExist``, ``urn:uuid:`` references rewritten, all or nothing, and every resource
+validated with fhir.resources R4B.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fhir.resources.R4B import get_fhir_model_class
+from sqlalchemy import Engine, text
+
+from adapters.hl7v2.db import make_engine
+from adapters.hl7v2.schema import metadata
+from adapters.hl7v2.senders import Sender, SenderRegistry
+from hie.context import RequestContext
+from hie.errors import InvalidResource, Issue, MultipleMatches, PreconditionFailed
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "hl7v2"
+PG_URL = os.environ.get("HIE_TEST_PG_URL", "")
+
+
+def fixture_bytes(relative: str) -> bytes:
+    return (FIXTURES / relative).read_bytes()
+
+
+def sqlite_engine_at(path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)
+    return engine
+
+
+def postgres_engine() -> Engine:
+    engine = make_engine(PG_URL, pool_size=12)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS hl7_inbox, hl7_sender CASCADE"))
+    metadata.create_all(engine)
+    return engine
+
+
+def add_sender(registry: SenderRegistry, app: str, facility: str, **kw: Any) -> Sender:
+    kw.setdefault("charset", "UTF-8")
+    return registry.add(app, facility, kw.pop("organization", "Organization/hosp-1"), **kw)
+
+
+def run(coro: Any, timeout: float = 60) -> Any:
+    """Run a coroutine to completion on a fresh loop (tests stay synchronous)."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+class FakeExchange:
+    """An in-memory FHIR store applying transaction Bundles the way hie.exchange will."""
+
+    def __init__(self) -> None:
+        self.resources: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[tuple[RequestContext, dict[str, Any]]] = []
+        self.fail_with: Exception | None = None
+        self.lock = threading.Lock()
+
+    # queries -----------------------------------------------------------------------------
+
+    def all(self, rtype: str) -> list[dict[str, Any]]:
+        return [r for (t, _), r in sorted(self.resources.items()) if t == rtype]
+
+    def by_identifier(self, rtype: str, system: str, value: str) -> list[dict[str, Any]]:
+        return [r for r in self.all(rtype) if _has_identifier(r, system, value)]
+
+    def resolve(self, reference: str) -> dict[str, Any]:
+        rtype, _, rid = reference.partition("/")
+        return self.resources[(rtype, rid)]
+
+    # the port ----------------------------------------------------------------------------
+
+    def transaction(self, ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            if self.fail_with is not None:
+                raise self.fail_with
+            self.calls.append((ctx, bundle))
+            work = copy.deepcopy(self.resources)
+            bundle = copy.deepcopy(bundle)
+            urls: dict[str, str] = {}
+            responses = []
+            for i, entry in enumerate(bundle["entry"]):
+                resource, request = entry["resource"], entry["request"]
+                _validate(resource, i)
+                rtype = resource["resourceType"]
+                if request["method"] == "PUT":
+                    _, _, query = request["url"].partition("?")
+                    matches = _search(work, rtype, query)
+                    if len(matches) > 1:
+                        raise MultipleMatches(f"{request['url']} matches {len(matches)}")
+                    rid = matches[0] if matches else uuid.uuid4().hex[:12]
+                    status = "200 OK" if matches else "201 Created"
+                else:
+                    found = _search(work, rtype, request.get("ifNoneExist", ""))
+                    if request.get("ifNoneExist") and found:
+                        urls[entry["fullUrl"]] = f"{rtype}/{found[0]}"
+                        responses.append({"response": {"status": "200 OK"}})
+                        continue
+                    rid, status = uuid.uuid4().hex[:12], "201 Created"
+                resource["id"] = rid
+                urls[entry["fullUrl"]] = f"{rtype}/{rid}"
+                work[(rtype, rid)] = resource
+                responses.append({"response": {"status": status, "location": f"{rtype}/{rid}"}})
+            for key, resource in list(work.items()):
+                if key in self.resources and self.resources[key] is resource:
+                    continue
+                _rewrite(resource, urls, work)
+            self.resources = work
+            return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
+
+
+def _has_identifier(resource: dict[str, Any], system: str, value: str) -> bool:
+    for ident in resource.get("identifier", []):
+        if ident.get("system") == system and ident.get("value") == value:
+            return True
+    master = resource.get("masterIdentifier")
+    return bool(master) and master.get("system") == system and master.get("value") == value
+
+
+def _unescape(value: str) -> str:
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "\\" and i + 1 < len(value):
+            out.append(value[i + 1])
+            i += 2
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
+def _split_token(token: str) -> tuple[str, str]:
+    i = 0
+    while i < len(token):
+        if token[i] == "\\":
+            i += 2
+            continue
+        if token[i] == "|":
+            return token[:i], _unescape(token[i + 1 :])
+        i += 1
+    return "", _unescape(token)
+
+
+def _search(store: dict[tuple[str, str], dict[str, Any]], rtype: str, query: str) -> list[str]:
+    if not query:
+        return []
+    params = parse_qsl(query, keep_blank_values=True)
+    found = []
+    for (t, rid), resource in store.items():
+        if t != rtype:
+            continue
+        ok = True
+        for name, value in params:
+            if name == "identifier":
+                system, val = _split_token(value)
+                ok = ok and _has_identifier(resource, system, val)
+            elif name == "_source":
+                ok = ok and resource.get("meta", {}).get("source") == value
+            else:
+                raise AssertionError(f"the twin does not search {name}")
+        if ok:
+            found.append(rid)
+    return found
+
+
+def _rewrite(node: Any, urls: dict[str, str], store: dict[tuple[str, str], Any]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str):
+            if ref in urls:
+                node["reference"] = urls[ref]
+            elif ref.startswith("urn:uuid:"):
+                raise PreconditionFailed(f"unresolved reference {ref}")
+            elif "?" in ref:
+                rtype, _, query = ref.partition("?")
+                hits = _search(store, rtype, query)
+                if len(hits) != 1:
+                    raise PreconditionFailed(f"{ref} matches {len(hits)} resources")
+                node["reference"] = f"{rtype}/{hits[0]}"
+        for value in node.values():
+            _rewrite(value, urls, store)
+    elif isinstance(node, list):
+        for value in node:
+            _rewrite(value, urls, store)
+
+
+def _validate(resource: dict[str, Any], index: int) -> None:
+    model = get_fhir_model_class(resource["resourceType"])
+    try:
+        model.model_validate(resource)
+    except Exception as exc:
+        raise InvalidResource(
+            f"entry {index}: {exc}",
+            [Issue("error", "invalid", str(exc)[:500], (f"Bundle.entry[{index}].resource",))],
+        ) from None
