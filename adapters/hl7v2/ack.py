@@ -73,7 +73,9 @@ class Problem:
 
     def describe(self) -> str:
         loc = self.location
-        return f"{loc}: {self.text}" if loc else self.text
+        if not loc or self.text.startswith(loc):
+            return self.text
+        return f"{loc}: {self.text}"
 
 
 def commit_code(app_code: str) -> AckCode:
@@ -175,7 +177,7 @@ class AckBuilder:
             "",
             self.now(),
             "",
-            "ACK",
+            "ACK^^ACK",
             self.next_id(),
             "P",
             "2.5",
@@ -239,3 +241,19 @@ def _base36(n: int) -> str:
         out = digits[r] + out
         if n == 0:
             return out
+
+
+def guess_control_id(raw: bytes) -> str:
+    """MSH-10 of a message whose header failed to parse, when it can still be found.
+
+    Only for a header starting ``MSH`` plus a punctuation field separator, and only a
+    printable value; otherwise empty (MSA-2 then stays empty: nothing can be echoed).
+    """
+    line = raw.lstrip()[:2048].split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if len(line) < 4 or line[:3] != b"MSH" or chr(line[3]).isalnum():
+        return ""
+    fields = line.split(line[3:4])
+    if len(fields) <= 9:
+        return ""
+    value = fields[9].decode("ascii", "replace")
+    return value if value.isprintable() and len(value) <= 199 else ""

@@ -96,14 +96,14 @@ class Intake:
             header = peek_header(raw)
         except UnreadableMessage as exc:
             problem = Problem(exc.code, exc.reason, segment="MSH")
-            answer = self.acks.minimal("AR", [problem])
+            answer = self.acks.minimal("AR", [problem], acks.guess_control_id(raw))
             return self._rejected(raw, peer, channel, now, None, Verdict("AR", (problem,)), answer)
         sender = self.sender_for(header)
         if sender is None:
             problem = Problem(
                 103,
-                f"sender {header.sending_application}|{header.sending_facility} (MSH-3|MSH-4)"
-                " is not registered with this exchange",
+                f"the sender (MSH-3 {header.sending_application!r}, MSH-4"
+                f" {header.sending_facility!r}) is not registered with this exchange",
                 segment="MSH",
                 field=3,
             )

@@ -167,7 +167,7 @@ class Composite:
     def __bool__(self) -> bool:
         if not self.raw or self.raw == '""':
             return False
-        return bool(self.raw.strip(self._d.component + self._d.subcomponent))
+        return bool(self.raw.strip(self._d.component + self._d.subcomponent + " "))
 
     def comp_raw(self, i: int) -> str:
         comps = self._components()

@@ -204,3 +204,53 @@ def _validate(resource: dict[str, Any], index: int) -> None:
             f"entry {index}: {exc}",
             [Issue("error", "invalid", str(exc)[:500], (f"Bundle.entry[{index}].resource",))],
         ) from None
+
+
+# -- a running service and MLLP clients -----------------------------------------------------
+
+SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
+
+
+def mllp_exchange(port: int, payloads: list[bytes], timeout: float = 10.0) -> list[bytes]:
+    """Send each payload framed on one connection and read one framed answer for each."""
+    import socket
+
+    answers = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        buf = b""
+        for payload in payloads:
+            sock.sendall(SB + payload + EB + CR)
+            while EB not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed before the answer")
+                buf += chunk
+            start, end = buf.index(SB), buf.index(EB)
+            answers.append(buf[start + 1 : end])
+            buf = buf[end + 2 :]
+    return answers
+
+
+def msa(ack: bytes) -> tuple[str, str]:
+    """(MSA-1, MSA-2) of an ACK in any delimiters."""
+    for seg in ack.replace(b"\n", b"\r").split(b"\r"):
+        if seg.startswith(b"MSA"):
+            fields = seg.decode("utf-8", "replace").split(seg.decode()[3])
+            return fields[1], fields[2] if len(fields) > 2 else ""
+    raise AssertionError(f"no MSA in {ack!r}")
+
+
+def err_text(ack: bytes, charset: str = "UTF-8") -> str:
+    """ERR-8 texts of an ACK (unescaped), joined."""
+    from adapters.hl7v2.message import read_message
+
+    message = read_message(ack, charset)
+    return "; ".join(seg[8].text for seg in message.all("ERR"))
+
+
+def set_control_id(raw: bytes, control_id: str) -> bytes:
+    head, _, rest = raw.partition(b"\r")
+    fs = head[3:4]
+    fields = head.split(fs)
+    fields[9] = control_id.encode()
+    return fs.join(fields) + b"\r" + rest
