@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from datetime import UTC, datetime, timedelta
@@ -113,10 +114,8 @@ class _Clients:
     async def close(self) -> None:
         for writer in self.writers:
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()
-            except (ConnectionError, ssl.SSLError):
-                pass
 
 
 async def _closed(reader: asyncio.StreamReader) -> bool:
