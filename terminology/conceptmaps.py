@@ -83,10 +83,10 @@ class ConceptMaps:
                 if not found:
                     continue
                 if element.get("code"):
-                    self._by_code.setdefault((source, element["code"]), []).extend(found)
+                    _extend(self._by_code.setdefault((source, element["code"]), []), found)
                 if element.get("display"):
                     key = (source, _norm(element["display"]))
-                    self._by_display.setdefault(key, []).extend(found)
+                    _extend(self._by_display.setdefault(key, []), found)
 
     def translate(self, system: str, code: str) -> list[Translation]:
         return list(self._by_code.get((system, code), ()))
@@ -96,6 +96,15 @@ class ConceptMaps:
 
     def __len__(self) -> int:
         return len(self.urls)
+
+
+def _extend(into: list[Translation], found: list[Translation]) -> None:
+    """Add translations, once per target code (aliases share targets)."""
+    have = {(t.system, t.code) for t in into}
+    for t in found:
+        if (t.system, t.code) not in have:
+            have.add((t.system, t.code))
+            into.append(t)
 
 
 def read_conceptmap(path: Path) -> dict[str, Any]:

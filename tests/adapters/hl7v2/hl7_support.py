@@ -254,3 +254,54 @@ def set_control_id(raw: bytes, control_id: str) -> bytes:
     fields = head.split(fs)
     fields[9] = control_id.encode()
     return fs.join(fields) + b"\r" + rest
+
+
+# -- mapping helpers --------------------------------------------------------------------------
+
+
+def make_sender(app: str, facility: str, **kw: Any) -> Sender:
+    from adapters.hl7v2.senders import default_mrn_system
+
+    kw.setdefault("organization", "Organization/hosp-1")
+    kw.setdefault("charset", "UTF-8")
+    kw.setdefault("mrn_system", default_mrn_system(app, facility))
+    return Sender(id=kw.pop("id", 1), application=app, facility=facility, **kw)
+
+
+def map_message(raw: bytes | str, sender: Sender | None = None) -> dict[str, Any]:
+    """The transaction Bundle for a message (validated by the exchange twin when applied)."""
+    from adapters.hl7v2.message import read_message
+    from adapters.hl7v2.to_fhir import to_bundle
+    from terminology.conceptmaps import load_conceptmaps
+
+    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    message = read_message(data, sender.charset if sender else "UTF-8")
+    sender = sender or make_sender(message.sending_application, message.sending_facility)
+    return to_bundle(message, sender, _maps(load_conceptmaps))
+
+
+_MAPS: list[Any] = []
+
+
+def _maps(loader: Any) -> Any:
+    if not _MAPS:
+        _MAPS.append(loader())
+    return _MAPS[0]
+
+
+def resources(bundle: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype]
+
+
+def request_of(bundle: dict[str, Any], resource: dict[str, Any]) -> dict[str, str]:
+    for e in bundle["entry"]:
+        if e["resource"] is resource:
+            return dict(e["request"])
+    raise AssertionError("resource not in bundle")
+
+
+def resident_id(body17: str) -> str:
+    """A GB 11643-1999 number with its ISO 7064 MOD 11-2 check character."""
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    total = sum(int(d) * w for d, w in zip(body17, weights, strict=True))
+    return body17 + "10X98765432"[total % 11]
