@@ -168,7 +168,7 @@ def test_enhanced_mode_application_acks_are_built_and_delivered(
     thread.start()
     try:
         add_sender(s.registry, "NISTEHRAPP", "NISTEHRFAC", ack_address=f"127.0.0.1:{port}")
-        prepared, result = s.intake.receive(vxu, s.inbox, "test", "mllp")
+        _, result = s.intake.receive(vxu, s.inbox, "test", "mllp")
         assert msa(result.ack)[0] == "CA"  # the commit ACK on the connection
         s.worker.drain()
         assert deliver_application_acks(s.inbox, s.registry) == 1
