@@ -86,7 +86,8 @@ class FakeExchange:
             if self.fail_with is not None:
                 raise self.fail_with
             self.calls.append((ctx, bundle))
-            work = copy.deepcopy(self.resources)
+            # Resources are replaced, never changed in place: a shallow copy isolates.
+            work = dict(self.resources)
             bundle = copy.deepcopy(bundle)
             urls: dict[str, str] = {}
             responses = []
