@@ -85,7 +85,7 @@ def commit_code(app_code: str) -> AckCode:
 
 def enhanced_mode(msh: Segment) -> bool:
     """MSH-15 or MSH-16 present asks for enhanced acknowledgement."""
-    return bool(msh[15][1] or msh[16][1])
+    return bool(msh.value(15) or msh.value(16))
 
 
 def wants_application_ack(msh: Segment, code: str) -> bool:
@@ -138,8 +138,8 @@ class AckBuilder:
     ) -> bytes:
         """An ACK to the message whose MSH is ``msh``, encoded in ``codec``."""
         version = msh.raw(12) or "2.5"
-        event = msh[9][2]
-        v = msh[12][1]
+        event = msh.value(9, 2)
+        v = msh.value(12)
         cs = d.component
         if not event:
             structure = "ACK"

@@ -321,7 +321,8 @@ def check_content(msg: Message, profile: Profile) -> list[Problem]:
                         field=n,
                     )
                 )
-        out.extend(_check_dates(seg, seq))
+        if seg.name in _DATES_BY_SEGMENT:
+            out.extend(_check_dates(seg, seq))
     return out
 
 
@@ -332,9 +333,7 @@ for _name, _n, _comp, _label in _DATES:
 
 def _check_dates(seg: Segment, seq: int) -> Iterable[Problem]:
     for n, comp, label in _DATES_BY_SEGMENT.get(seg.name, ()):
-        if not seg.raw(n):
-            continue
-        value = seg.get(n, comp)
+        value = seg.value(n, comp)
         if not value:
             continue
         why = timestamps.check(value)

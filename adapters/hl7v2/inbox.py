@@ -268,6 +268,7 @@ class Inbox:
         self.engine = engine
         self._clock = clock or (lambda: datetime.now(UTC))
         self._pg = engine.dialect.name == "postgresql"
+        self._sqlite = engine.dialect.name == "sqlite"
         self._sql = _HotSql(engine)
 
     def now(self) -> datetime:
@@ -283,24 +284,38 @@ class Inbox:
 
         The unique index decides duplicates (``INSERT ... ON CONFLICT DO NOTHING``), so
         concurrent listeners on several nodes cannot both store one (sender, MSH-10).
+        This runs for every message, so it talks to the DB-API connection directly.
         """
         out: list[StoreResult] = []
         sql = self._sql
-        with self.engine.begin() as conn:
-            for m in messages:
-                row = m.row()
-                new_id = sql.insert(conn, row, on_conflict_nothing=m.state != "rejected")
-                if new_id is not None:
-                    out.append(StoreResult("stored", m.ack, new_id))
-                    continue
-                prior_id, prior_digest, prior_ack = sql.prior(conn, m.sender_id, m.control_id)
-                if prior_digest == m.digest:
-                    out.append(StoreResult("duplicate", prior_ack, None, prior_id))
-                    continue
-                conflict = self._conflict_row(m, prior_id)
-                conflict_id = sql.insert(conn, conflict, on_conflict_nothing=False)
-                assert conflict_id is not None
-                out.append(StoreResult("conflict", conflict["ack"], conflict_id, prior_id))
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            try:
+                if self._sqlite:
+                    cur.execute("BEGIN IMMEDIATE")
+                for m in messages:
+                    row = m.row()
+                    new_id = sql.insert(cur, row, on_conflict_nothing=m.state != "rejected")
+                    if new_id is not None:
+                        out.append(StoreResult("stored", m.ack, new_id))
+                        continue
+                    prior_id, prior_digest, prior_ack = sql.prior(cur, m.sender_id, m.control_id)
+                    if prior_digest == m.digest:
+                        out.append(StoreResult("duplicate", prior_ack, None, prior_id))
+                        continue
+                    conflict = self._conflict_row(m, prior_id)
+                    conflict_id = sql.insert(cur, conflict, on_conflict_nothing=False)
+                    assert conflict_id is not None
+                    out.append(StoreResult("conflict", conflict["ack"], conflict_id, prior_id))
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cur.close()
+        finally:
+            conn.close()
         return out
 
     @staticmethod
@@ -527,9 +542,9 @@ class Inbox:
 
 
 class _HotSql:
-    """The intake's two statements, rendered once for the dialect.
+    """The intake's two statements, rendered once for the dialect's DB-API paramstyle.
 
-    They run for every message, and building SQLAlchemy statements costs more than the
+    They run for every message, and SQLAlchemy's statement handling costs more than the
     insert itself; everything else in this module uses ordinary Core statements.
     """
 
@@ -595,16 +610,18 @@ class _HotSql:
             return tuple(out[n] for n in names)
         return out
 
-    def insert(self, conn: Any, row: dict[str, Any], *, on_conflict_nothing: bool) -> int | None:
+    def insert(self, cur: Any, row: dict[str, Any], *, on_conflict_nothing: bool) -> int | None:
         sql = self.insert_once_sql if on_conflict_nothing else self.insert_sql
-        found = conn.exec_driver_sql(sql, self._params(self._INSERT_COLUMNS, row)).first()
+        cur.execute(sql, self._params(self._INSERT_COLUMNS, row))
+        found = cur.fetchone()
         return int(found[0]) if found is not None else None
 
-    def prior(self, conn: Any, sender_id: int | None, control_id: str) -> tuple[int, bytes, bytes]:
+    def prior(self, cur: Any, sender_id: int | None, control_id: str) -> tuple[int, bytes, bytes]:
         params = self._params(
             ("sender_id", "control_id"), {"sender_id": sender_id, "control_id": control_id[:199]}
         )
-        found = conn.exec_driver_sql(self.prior_sql, params).first()
+        cur.execute(self.prior_sql, params)
+        found = cur.fetchone()
         if found is None:
             raise InboxError(f"no stored message for control id {control_id!r} after a conflict")
         return int(found[0]), bytes(found[1]), bytes(found[2])

@@ -208,18 +208,40 @@ class Composite:
 
 
 class Segment:
-    """One segment; ``fields[n]`` is the raw (escaped) text of field n."""
+    """One segment; ``fields[n]`` is the raw (escaped) text of field n.
 
-    __slots__ = ("_codec", "_d", "fields", "name", "position")
+    Fields are split on first use: the intake looks into a few segments only.
+    """
+
+    __slots__ = ("_codec", "_d", "_fields", "line", "name", "position")
 
     def __init__(
-        self, name: str, fields: list[str], d: Delimiters, codec: str, position: int
+        self,
+        name: str,
+        line: str | list[str],
+        d: Delimiters,
+        codec: str,
+        position: int,
     ) -> None:
         self.name = name
-        self.fields = fields
         self._d = d
         self._codec = codec
         self.position = position
+        if isinstance(line, list):
+            self._fields: list[str] | None = line
+            self.line = d.field.join(line)
+        else:
+            self._fields = None
+            self.line = line
+
+    @property
+    def fields(self) -> list[str]:
+        if self._fields is None:
+            parts = self.line.split(self._d.field)
+            if self.name in _HEADERS:
+                parts.insert(1, self._d.field)
+            self._fields = parts
+        return self._fields
 
     def raw(self, n: int) -> str:
         return self.fields[n] if 0 < n < len(self.fields) else ""
@@ -243,11 +265,39 @@ class Segment:
         return Composite(raw, self._d, self._codec)
 
     def get(self, n: int, comp: int = 1, sub: int = 1) -> str:
+        if sub == 1 and not (self.name == "MSH" and n in (1, 2)):
+            return self.value(n, comp)
         first = self[n]
         return first[comp] if sub == 1 else first.sub(comp, sub)
 
+    def value(self, n: int, comp: int = 1) -> str:
+        """First repetition, component ``comp``, first subcomponent, unescaped (fast path)."""
+        fields = self.fields
+        raw = fields[n] if 0 < n < len(fields) else ""
+        if not raw:
+            return ""
+        d = self._d
+        if d.repetition in raw:
+            raw = raw.split(d.repetition, 1)[0]
+        if comp > 1 or d.component in raw:
+            parts = raw.split(d.component, comp)
+            raw = parts[comp - 1] if comp <= len(parts) else ""
+        if d.subcomponent in raw:
+            raw = raw.split(d.subcomponent, 1)[0]
+        if raw == '""':
+            return ""
+        return unescape(raw, d, self._codec) if d.escape in raw else raw
+
     def has(self, n: int) -> bool:
-        return bool(self[n])
+        """Field ``n`` holds a value (not empty, not the HL7 null ``""``, not bare delimiters)."""
+        fields = self.fields
+        raw = fields[n] if 0 < n < len(fields) else ""
+        if not raw or raw == '""':
+            return False
+        d = self._d
+        if d.repetition in raw and not (self.name == "MSH" and n == 2):
+            raw = raw.split(d.repetition, 1)[0]
+        return bool(raw.strip(d.component + d.subcomponent + " ")) and raw != '""'
 
     def __repr__(self) -> str:
         return f"<Segment {self.name} #{self.position}>"
@@ -295,15 +345,15 @@ class Message:
 
     @property
     def control_id(self) -> str:
-        return self.msh[10].text
+        return self.msh.value(10)
 
     @property
     def message_code(self) -> str:
-        return self.msh[9][1]
+        return self.msh.value(9, 1)
 
     @property
     def trigger_event(self) -> str:
-        return self.msh[9][2]
+        return self.msh.value(9, 2)
 
     @property
     def message_type(self) -> str:
@@ -313,19 +363,19 @@ class Message:
 
     @property
     def version(self) -> str:
-        return self.msh[12][1]
+        return self.msh.value(12)
 
     @property
     def processing_id(self) -> str:
-        return self.msh[11][1]
+        return self.msh.value(11)
 
     @property
     def accept_ack_type(self) -> str:
-        return self.msh[15][1].upper()
+        return self.msh.value(15).upper()
 
     @property
     def application_ack_type(self) -> str:
-        return self.msh[16][1].upper()
+        return self.msh.value(16).upper()
 
 
 def hd_key(hd: Composite) -> str:
@@ -353,11 +403,12 @@ def parse_text(text: str, charset: str = "utf-8") -> Message:
     fs = d.field
     segments: list[Segment] = []
     for pos, line in enumerate(lines, start=1):
-        parts = line.split(fs)
-        name = parts[0].strip()
-        if name in _HEADERS:
-            parts.insert(1, fs)
-        segments.append(Segment(name, parts, d, charset, pos))
+        if line[3:4] == fs or len(line) == 3:
+            name = line[:3]
+        else:
+            name = line.split(fs, 1)[0].strip()
+            line = name + line[len(line.split(fs, 1)[0]) :]
+        segments.append(Segment(name, line, d, charset, pos))
     if segments[0].name != "MSH":
         raise UnreadableMessage(
             f"the message starts with {segments[0].name}, not MSH (a batch header?)", 100
@@ -404,16 +455,14 @@ def peek_header(raw: bytes) -> Header:
     d = read_delimiters(text)
     if text[:3] != "MSH":
         raise UnreadableMessage(f"the message starts with {text[:3]}, not MSH", 100)
-    parts = text.split(d.field)
-    parts.insert(1, d.field)
-    msh = Segment("MSH", parts, d, "utf-8", 1)
+    msh = Segment("MSH", text, d, "utf-8", 1)
     return Header(
         delimiters=d,
         msh=msh,
         sending_application=hd_key(msh[3]),
         sending_facility=hd_key(msh[4]),
-        control_id=msh[10].text,
-        msh18=msh[18][1],
+        control_id=msh.value(10),
+        msh18=msh.value(18),
     )
 
 
