@@ -115,7 +115,8 @@ class AckBuilder:
     ) -> None:
         self.application = application
         self.facility = facility
-        self._clock = clock or (lambda: datetime.now().astimezone())
+        local = datetime.now().astimezone().tzinfo
+        self._clock = clock or (lambda: datetime.now(local))
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
         self._prefix = _base36(int(time.time()))[-6:]

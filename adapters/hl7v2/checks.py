@@ -62,6 +62,11 @@ _DATES: tuple[tuple[str, int, int, str], ...] = (
 )
 
 
+_DATES_BY_SEGMENT: dict[str, tuple[tuple[int, int, str], ...]] = {}
+for _name, _n, _comp, _label in _DATES:
+    _DATES_BY_SEGMENT[_name] = (*_DATES_BY_SEGMENT.get(_name, ()), (_n, _comp, _label))
+
+
 @dataclass(frozen=True)
 class Profile:
     """What one supported message type needs to be mapped."""
@@ -83,6 +88,11 @@ class Profile:
     @cached_property
     def advised_by_segment(self) -> dict[str, list[tuple[str, int, str]]]:
         return _by_segment(self.advised)
+
+    @cached_property
+    def watched(self) -> frozenset[str]:
+        """Segments with fields to check."""
+        return frozenset([*self.fields_by_segment, *self.advised_by_segment, *_DATES_BY_SEGMENT])
 
 
 def _by_segment(
@@ -285,7 +295,7 @@ def check_content(msg: Message, profile: Profile) -> list[Problem]:
                 )
             )
             break
-        if not _SEGMENT_NAME.match(seg.name):
+        if not _valid_name(seg.name):
             out.append(Problem(100, f"segment {i} has no valid segment id ({seg.name[:10]!r})"))
             break
     for name in profile.segments:
@@ -301,8 +311,11 @@ def check_content(msg: Message, profile: Profile) -> list[Problem]:
     counts: dict[str, int] = {}
     required = profile.fields_by_segment
     advised = profile.advised_by_segment
+    watched = profile.watched
     for seg in msg.segments:
         counts[seg.name] = counts.get(seg.name, 0) + 1
+        if seg.name not in watched:
+            continue
         seq = counts[seg.name]
         for name, n, label in required.get(seg.name, ()):
             if not seg.has(n):
@@ -326,9 +339,16 @@ def check_content(msg: Message, profile: Profile) -> list[Problem]:
     return out
 
 
-_DATES_BY_SEGMENT: dict[str, tuple[tuple[int, int, str], ...]] = {}
-for _name, _n, _comp, _label in _DATES:
-    _DATES_BY_SEGMENT[_name] = (*_DATES_BY_SEGMENT.get(_name, ()), (_n, _comp, _label))
+_NAMES: dict[str, bool] = {}
+
+
+def _valid_name(name: str) -> bool:
+    known = _NAMES.get(name)
+    if known is None:
+        known = bool(_SEGMENT_NAME.match(name))
+        if len(_NAMES) < 4096:  # a cache of immutable facts, bounded against junk
+            _NAMES[name] = known
+    return known
 
 
 def _check_dates(seg: Segment, seq: int) -> Iterable[Problem]:

@@ -18,7 +18,9 @@ writers with ``BEGIN IMMEDIATE``), so a crashed worker's rows come back when it 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -264,12 +266,23 @@ class InboxError(RuntimeError):
 class Inbox:
     """Durable storage of inbound messages and their processing state."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        keep_connection: bool = False,
+    ) -> None:
         self.engine = engine
         self._clock = clock or (lambda: datetime.now(UTC))
         self._pg = engine.dialect.name == "postgresql"
         self._sqlite = engine.dialect.name == "sqlite"
         self._sql = _HotSql(engine)
+        # With keep_connection (the listener's inbox) intake keeps its DB-API connection:
+        # a pool checkout per batch costs more than the insert. One batch at a time uses it.
+        self._keep = keep_connection
+        self._writer: Any = None
+        self._writer_lock = threading.Lock()
 
     def now(self) -> datetime:
         return self._clock()
@@ -287,36 +300,61 @@ class Inbox:
         This runs for every message, so it talks to the DB-API connection directly.
         """
         out: list[StoreResult] = []
-        sql = self._sql
-        conn = self.engine.raw_connection()
-        try:
-            cur = conn.cursor()
+        if not self._keep:
+            conn = self.engine.raw_connection()
             try:
-                if self._sqlite:
-                    cur.execute("BEGIN IMMEDIATE")
-                for m in messages:
-                    row = m.row()
-                    new_id = sql.insert(cur, row, on_conflict_nothing=m.state != "rejected")
-                    if new_id is not None:
-                        out.append(StoreResult("stored", m.ack, new_id))
-                        continue
-                    prior_id, prior_digest, prior_ack = sql.prior(cur, m.sender_id, m.control_id)
-                    if prior_digest == m.digest:
-                        out.append(StoreResult("duplicate", prior_ack, None, prior_id))
-                        continue
-                    conflict = self._conflict_row(m, prior_id)
-                    conflict_id = sql.insert(cur, conflict, on_conflict_nothing=False)
-                    assert conflict_id is not None
-                    out.append(StoreResult("conflict", conflict["ack"], conflict_id, prior_id))
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
+                self._store(conn, messages, out)
             finally:
-                cur.close()
-        finally:
-            conn.close()
+                conn.close()
+            return out
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = self.engine.raw_connection()
+            conn = self._writer
+            try:
+                self._store(conn, messages, out)
+            except BaseException:
+                # A broken connection (a restarted server) is replaced on the next batch.
+                self._writer = None
+                with contextlib.suppress(Exception):
+                    conn.invalidate()
+                raise
         return out
+
+    def _store(self, conn: Any, messages: Sequence[NewMessage], out: list[StoreResult]) -> None:
+        sql = self._sql
+        cur = conn.cursor()
+        try:
+            if self._sqlite:
+                cur.execute("BEGIN IMMEDIATE")
+            for m in messages:
+                row = m.row()
+                new_id = sql.insert(cur, row, on_conflict_nothing=m.state != "rejected")
+                if new_id is not None:
+                    out.append(StoreResult("stored", m.ack, new_id))
+                    continue
+                prior_id, prior_digest, prior_ack = sql.prior(cur, m.sender_id, m.control_id)
+                if prior_digest == m.digest:
+                    out.append(StoreResult("duplicate", prior_ack, None, prior_id))
+                    continue
+                conflict = self._conflict_row(m, prior_id)
+                conflict_id = sql.insert(cur, conflict, on_conflict_nothing=False)
+                assert conflict_id is not None
+                out.append(StoreResult("conflict", conflict["ack"], conflict_id, prior_id))
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        """Return the intake's connection to the pool."""
+        with self._writer_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
     @staticmethod
     def _conflict_row(m: NewMessage, prior_id: int) -> dict[str, Any]:

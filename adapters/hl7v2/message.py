@@ -244,7 +244,8 @@ class Segment:
         return self._fields
 
     def raw(self, n: int) -> str:
-        return self.fields[n] if 0 < n < len(self.fields) else ""
+        fields = self._fields or self.fields
+        return fields[n] if 0 < n < len(fields) else ""
 
     def reps(self, n: int) -> list[Composite]:
         raw = self.raw(n)
@@ -272,7 +273,7 @@ class Segment:
 
     def value(self, n: int, comp: int = 1) -> str:
         """First repetition, component ``comp``, first subcomponent, unescaped (fast path)."""
-        fields = self.fields
+        fields = self._fields or self.fields
         raw = fields[n] if 0 < n < len(fields) else ""
         if not raw:
             return ""
@@ -290,7 +291,7 @@ class Segment:
 
     def has(self, n: int) -> bool:
         """Field ``n`` holds a value (not empty, not the HL7 null ``""``, not bare delimiters)."""
-        fields = self.fields
+        fields = self._fields or self.fields
         raw = fields[n] if 0 < n < len(fields) else ""
         if not raw or raw == '""':
             return False

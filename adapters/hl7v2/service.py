@@ -43,7 +43,7 @@ class Hl7Service:
         run_workers: bool = True,
     ) -> None:
         self.config = config
-        self.inbox = Inbox(engine)
+        self.inbox = Inbox(engine, keep_connection=True)
         self.registry = SenderRegistry(engine)
         self.acks = AckBuilder(config.application, config.facility)
         self.maps = maps if maps is not None else load_conceptmaps(*config.conceptmaps)
@@ -109,6 +109,7 @@ class Hl7Service:
         self.committer.stop()
         self._stop.set()
         await asyncio.to_thread(self._join)
+        self.inbox.close()
 
     def _join(self) -> None:
         for thread in self._threads:
