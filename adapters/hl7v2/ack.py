@@ -85,12 +85,12 @@ def commit_code(app_code: str) -> AckCode:
 
 def enhanced_mode(msh: Segment) -> bool:
     """MSH-15 or MSH-16 present asks for enhanced acknowledgement."""
-    return bool(msh.value(15) or msh.value(16))
+    return bool(msh.value(15).strip() or msh.value(16).strip())
 
 
 def wants_application_ack(msh: Segment, code: str) -> bool:
     """Whether MSH-16 (AL/NE/ER/SU) asks for an application ACK with this code."""
-    mode = msh[16][1].upper()
+    mode = msh.value(16).strip().upper()
     if mode == "AL":
         return True
     if mode == "ER":

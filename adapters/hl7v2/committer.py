@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from adapters.hl7v2.inbox import Inbox, NewMessage, StoreResult
 
 log = logging.getLogger(__name__)
 
-_Item = tuple[NewMessage, "asyncio.Future[StoreResult]"]
+Done = Callable[[StoreResult | BaseException], None]
+_Item = tuple[NewMessage, Done]
 
 
 class GroupCommitter:
@@ -45,13 +46,25 @@ class GroupCommitter:
         while self._pending:
             self._flush()
 
-    async def store(self, message: NewMessage) -> StoreResult:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[StoreResult] = loop.create_future()
-        self._pending.append((message, future))
+    def submit(self, message: NewMessage, done: Done) -> None:
+        """Queue a message; ``done`` gets its StoreResult (or the error) after the commit."""
+        self._pending.append((message, done))
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    async def store(self, message: NewMessage) -> StoreResult:
+        future: asyncio.Future[StoreResult] = asyncio.get_running_loop().create_future()
+
+        def settle(outcome: StoreResult | BaseException) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        self.submit(message, settle)
         return await future
 
     def _flush(self) -> None:
@@ -79,10 +92,8 @@ class GroupCommitter:
                     outcomes.append(exc)
         self.batches += 1
         self.messages += len(batch)
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        for (_, done), outcome in zip(batch, outcomes, strict=True):
+            try:
+                done(outcome)
+            except Exception:
+                log.exception("hl7 inbox: a store callback failed")

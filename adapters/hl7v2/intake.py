@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from adapters.hl7v2 import ack as acks
 from adapters.hl7v2.ack import AckBuilder, AckCode, Problem
@@ -37,7 +38,7 @@ from adapters.hl7v2.message import (
     peek_header,
     read_message,
 )
-from adapters.hl7v2.mllp import Inbound
+from adapters.hl7v2.mllp import Inbound, Reply
 from adapters.hl7v2.senders import Sender, SenderDefaults, SenderRegistry
 from adapters.hl7v2.to_fhir.patient import patient_key
 
@@ -258,42 +259,92 @@ class Intake:
 
 
 class IntakeHandler:
-    """The listener's handler: every frame gets exactly one answer, after the store."""
+    """The listener's handler: every frame gets exactly one answer, after the store.
+
+    ``submit`` is the hot path: parse and check on the loop, queue for the group commit,
+    answer from its callback. Senders with strict validation go through hl7apy in a
+    thread; their messages (and anything after them on that connection) are chained so
+    each connection's messages are stored in arrival order.
+    """
 
     def __init__(self, intake: Intake, committer: GroupCommitter) -> None:
         self.intake = intake
         self.committer = committer
+        self._chains: dict[str, asyncio.Future[None]] = {}
 
-    async def __call__(self, inbound: Inbound) -> bytes:
+    def submit(self, inbound: Inbound, reply: Reply) -> None:
         if inbound.oversized:
             log.warning("hl7: %s sent %d bytes in one frame; refused", inbound.peer, inbound.size)
-            return self.intake.oversized(inbound.payload, inbound.size)
+            reply(self.intake.oversized(inbound.payload, inbound.size))
+            return
+        if inbound.peer in self._chains or self._strict(inbound):
+            self._chain(inbound, reply)
+            return
         try:
-            prepared = await self._prepare(inbound)
+            prepared = self.intake.prepare(inbound.payload, inbound.peer, "mllp")
         except Exception:
             log.exception("hl7: intake failed for a message from %s", inbound.peer)
-            return self.intake.internal_error(inbound.payload, "the message could not be read")
-        try:
-            result = await self.committer.store(prepared.new)
-        except Exception:
-            log.exception("hl7: could not store a message from %s", inbound.peer)
-            return self.intake.internal_error(
+            reply(self.intake.internal_error(inbound.payload, "the message could not be read"))
+            return
+        self.committer.submit(prepared.new, partial(self._stored, inbound, reply))
+
+    def _stored(self, inbound: Inbound, reply: Reply, outcome: StoreResult | BaseException) -> None:
+        if isinstance(outcome, StoreResult):
+            reply(outcome.ack)
+            return
+        log.error("hl7: could not store a message from %s: %s", inbound.peer, outcome)
+        reply(
+            self.intake.internal_error(
                 inbound.payload, "the message could not be stored; send it again later"
             )
-        return result.ack
+        )
 
-    async def _prepare(self, inbound: Inbound) -> Prepared:
-        if self.intake.strict_validator is not None:
-            try:
-                sender = self.intake.sender_for(peek_header(inbound.payload))
-            except UnreadableMessage:
-                sender = None
-            if sender is not None and sender.strict:
-                # hl7apy validation takes tens of milliseconds: keep it off the loop.
-                return await asyncio.to_thread(
-                    self.intake.prepare, inbound.payload, inbound.peer, "mllp"
-                )
-        return self.intake.prepare(inbound.payload, inbound.peer, "mllp")
+    async def __call__(self, inbound: Inbound) -> bytes:
+        """The same as ``submit``, as a coroutine (for callers without callbacks)."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def reply(answer: bytes | None) -> None:
+            if not future.done():
+                future.set_result(answer or b"")
+
+        self.submit(inbound, reply)
+        return await future
+
+    def _strict(self, inbound: Inbound) -> bool:
+        if self.intake.strict_validator is None:
+            return False
+        try:
+            sender = self.intake.sender_for(peek_header(inbound.payload))
+        except UnreadableMessage:
+            return False
+        return sender is not None and sender.strict
+
+    def _chain(self, inbound: Inbound, reply: Reply) -> None:
+        previous = self._chains.get(inbound.peer)
+        task = asyncio.ensure_future(self._slow(inbound, reply, previous))
+        self._chains[inbound.peer] = task
+
+        def forget(done: asyncio.Future[None]) -> None:
+            if self._chains.get(inbound.peer) is done:
+                del self._chains[inbound.peer]
+
+        task.add_done_callback(forget)
+
+    async def _slow(
+        self, inbound: Inbound, reply: Reply, previous: asyncio.Future[None] | None
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            # hl7apy validation takes tens of milliseconds: keep it off the loop.
+            prepared = await asyncio.to_thread(
+                self.intake.prepare, inbound.payload, inbound.peer, "mllp"
+            )
+            outcome: StoreResult | BaseException = await self.committer.store(prepared.new)
+        except Exception as exc:
+            log.exception("hl7: intake failed for a message from %s", inbound.peer)
+            outcome = exc
+        self._stored(inbound, reply, outcome)
 
 
 def _type_of(msh: Segment | None) -> str:

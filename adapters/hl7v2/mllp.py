@@ -7,7 +7,10 @@ A frame growing past the size limit is read to its end and reported as oversized
 first bytes, so the handler can still refuse it with an ACK.
 
 The listener knows nothing about HL7: each frame goes to a handler, whose answer is framed
-and written back. Frames on one connection are handled one at a time, in order.
+and written back, in frame order, exactly once per frame. A handler is a coroutine
+function; one that also has ``submit(inbound, reply)`` is called through that instead, and
+calls ``reply(answer)`` when it has the answer (the intake does, to avoid a task and a
+coroutine per message on its hot path).
 
 Timeouts: a frame that has started (or junk that arrived) must complete within
 ``read_timeout``; a connection with no bytes at all for ``idle_timeout`` is closed.
@@ -24,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +144,11 @@ class Framer:
 
 
 Handler = Callable[[Inbound], Awaitable[bytes | None]]
+Reply = Callable[[bytes | None], None]
+"""Called once with a frame's answer (None: no answer; the frame is still done)."""
+
+_WAITING = object()
+_FAILED = object()
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,26 @@ class MllpServer:
         self.config = config
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.refused_connections = 0
+        submit = getattr(handler, "submit", None)
+        self.submit: Callable[[Inbound, Reply], None] = (
+            submit if callable(submit) else self._submit_async
+        )
+
+    def _submit_async(self, inbound: Inbound, reply: Reply) -> None:
+        task = asyncio.ensure_future(self._run_handler(inbound, reply))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_handler(self, inbound: Inbound, reply: Reply) -> None:
+        try:
+            answer = await self.handler(inbound)
+        except Exception:
+            log.exception("mllp: handler failed for a frame from %s", inbound.peer)
+            reply(_FAILED)  # type: ignore[arg-type]
+            return
+        reply(answer)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -197,9 +225,11 @@ class MllpServer:
         """Stop accepting, let running handlers finish, then close every connection."""
         if self._server is not None:
             self._server.close()
-        tasks = [c.task for c in self._connections if c.task is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=self.config.read_timeout)
+        deadline = time.monotonic() + self.config.read_timeout
+        while any(c.pending for c in self._connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1)
         for conn in list(self._connections):
             conn.abort()
         if self._server is not None:
@@ -213,10 +243,10 @@ class _Connection(asyncio.Protocol):
         self.server = server
         cfg = server.config
         self.framer = Framer(cfg.max_message_bytes)
-        self.queue: deque[Inbound] = deque()
+        # One slot per frame, in arrival order; answers are written from the head.
+        self.pending: deque[list[object]] = deque()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self.task: asyncio.Task[None] | None = None
         self.closed = False
         self.eof = False
         self.paused = False
@@ -249,25 +279,34 @@ class _Connection(asyncio.Protocol):
             return
         now = time.monotonic()
         self.last_byte = now
-        for payload, size, oversized in self.framer.feed(data):
-            self.queue.append(Inbound(payload, self.peer, size, oversized))
+        frames = self.framer.feed(data)
         if self.framer.busy:
             if self.busy_since is None:
                 self.busy_since = now
         else:
             self.busy_since = None
-        if self.queue:
-            if self.task is None or self.task.done():
-                self.task = asyncio.ensure_future(self._drain())
-            if len(self.queue) >= self.server.config.max_pipelined and not self.paused:
-                self.paused = True
-                assert self.transport is not None
-                self.transport.pause_reading()
+        for payload, size, oversized in frames:
+            slot: list[object] = [_WAITING]
+            self.pending.append(slot)
+            try:
+                self.server.submit(
+                    Inbound(payload, self.peer, size, oversized), partial(self._reply, slot)
+                )
+            except Exception:
+                log.exception("mllp: handler failed for a frame from %s", self.peer)
+                self.abort()
+                return
+            if self.transport is None or self.transport.is_closing():
+                return
+        if len(self.pending) >= self.server.config.max_pipelined and not self.paused:
+            self.paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
-        # Answer what is queued, then close (a half-closed client still reads ACKs).
+        # Answer what is pending, then close (a half-closed client still reads ACKs).
         self.eof = True
-        if self.task is None or self.task.done():
+        if not self.pending:
             self.abort()
         return True
 
@@ -277,24 +316,25 @@ class _Connection(asyncio.Protocol):
             self.timer.cancel()
         self.server._connections.discard(self)
 
-    # -- work ------------------------------------------------------------------------------
+    # -- answers ---------------------------------------------------------------------------
 
-    async def _drain(self) -> None:
-        while self.queue and not self.closed:
-            inbound = self.queue.popleft()
-            try:
-                answer = await self.server.handler(inbound)
-            except Exception:
-                log.exception("mllp: handler failed for a frame from %s", self.peer)
+    def _reply(self, slot: list[object], answer: object) -> None:
+        slot[0] = answer
+        pending = self.pending
+        while pending and pending[0][0] is not _WAITING:
+            done = pending.popleft()[0]
+            if self.closed or self.transport is None:
+                continue
+            if done is _FAILED:
                 self.abort()
-                return
-            if answer is not None and not self.closed and self.transport is not None:
-                self.transport.write(frame(answer))
-            if self.paused and len(self.queue) < self.server.config.max_pipelined // 2:
-                self.paused = False
-                if self.transport is not None and not self.closed:
-                    self.transport.resume_reading()
-        if self.eof:
+                continue
+            if isinstance(done, bytes):
+                self.transport.write(frame(done))
+        if self.paused and len(pending) < self.server.config.max_pipelined // 2:
+            self.paused = False
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+        if self.eof and not pending:
             self.abort()
 
     def abort(self) -> None:
@@ -316,7 +356,6 @@ class _Connection(asyncio.Protocol):
             return
         cfg = self.server.config
         now = time.monotonic()
-        working = self.task is not None and not self.task.done()
         if self.busy_since is not None and now - self.busy_since >= cfg.read_timeout:
             log.info(
                 "mllp: dropping %s, incomplete frame or junk for %.1fs", self.peer, cfg.read_timeout
@@ -325,7 +364,7 @@ class _Connection(asyncio.Protocol):
             return
         if (
             cfg.idle_timeout is not None
-            and not working
+            and not self.pending
             and now - self.last_byte >= cfg.idle_timeout
         ):
             log.info("mllp: closing %s, idle for %.1fs", self.peer, cfg.idle_timeout)

@@ -211,3 +211,19 @@ def test_gb18030_sender_without_msh18(
     assert stored is not None
     assert stored.raw == raw
     assert stored.charset == "gb18030"
+
+
+def test_strict_senders_are_validated_by_hl7apy_in_order(
+    engine: Engine, registry: SenderRegistry, exchange: FakeExchange
+) -> None:
+    add_sender(registry, "AccMgr", "1", strict=True)
+    conforming = fixture_bytes("valid/msconv__ADT01-23.hl7")  # passes hl7apy strict
+    # PID-8 (IS) with components: fine for the fast reader, refused by hl7apy.
+    broken = set_control_id(conforming.replace(b"|M||1|", b"|M^x||1|", 1), "S2")
+    third = set_control_id(conforming, "S3")
+    ok, bad, ok3 = talk(engine, exchange, [conforming, broken, third])
+    assert msa(ok) == ("AA", "599102")
+    assert msa(bad)[0] == "AE"
+    assert "strict validation (hl7apy)" in err_text(bad)
+    assert msa(ok3) == ("AA", "S3")
+    assert [r.control_id for r in rows(engine)] == ["599102", "S2", "S3"]
