@@ -183,10 +183,18 @@ class Composite:
 
     def __getitem__(self, i: int) -> str:
         """Component ``i`` (1-based): its first subcomponent, unescaped."""
-        raw = self.comp_raw(i)
-        if self._d.subcomponent in raw:
-            raw = raw.split(self._d.subcomponent, 1)[0]
-        return self._text(raw)
+        comps = self._comps
+        if comps is None:
+            comps = self._comps = self.raw.split(self._d.component)
+        raw = comps[i - 1] if 0 < i <= len(comps) else ""
+        if not raw:
+            return ""
+        d = self._d
+        if d.subcomponent in raw:
+            raw = raw.split(d.subcomponent, 1)[0]
+        if raw == '""':
+            return ""
+        return unescape(raw, d, self._codec) if d.escape in raw else raw
 
     def tail(self, start: int) -> Composite:
         """The components from ``start`` on, as a composite (XCN.2.. read as an XPN)."""

@@ -40,11 +40,16 @@ class ImportReport:
     problems: list[str]
 
 
-def import_bytes(data: bytes, source: str, intake: Intake, inbox: Inbox) -> ImportReport:
+def import_bytes(
+    data: bytes, source: str, intake: Intake, inbox: Inbox, chunk: int = 500
+) -> ImportReport:
     content = split_batch(data)
     out = []
-    for index, raw in enumerate(content.messages, start=1):
-        prepared, result = intake.receive(raw, inbox, f"file:{source}", "import")
+    prepared_all = [intake.prepare(raw, f"file:{source}", "import") for raw in content.messages]
+    results = []
+    for start in range(0, len(prepared_all), chunk):  # one commit per chunk, not per message
+        results += inbox.store_batch([p.new for p in prepared_all[start : start + chunk]])
+    for index, (prepared, result) in enumerate(zip(prepared_all, results, strict=True), start=1):
         new = prepared.new
         reason = prepared.verdict.reason
         if result.outcome == "duplicate":

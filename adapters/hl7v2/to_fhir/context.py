@@ -60,6 +60,15 @@ class Context:
     maps: ConceptMaps | None = None
     entries: list[Entry] = field(default_factory=list)
     _keys: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    """``meta.source`` of everything this message writes."""
+
+    def __post_init__(self) -> None:
+        self.source = (
+            f"{BASE}:{quote(self.sender.application, safe='')}:"
+            f"{quote(self.sender.facility, safe='')}#{quote(self.message.control_id, safe='')}"
+        )
+        self._facility_q = quote(self.facility, safe="")
 
     @property
     def facility(self) -> str:
@@ -69,17 +78,9 @@ class Context:
     def offset(self) -> str:
         return self.sender.tz_offset
 
-    @property
-    def source(self) -> str:
-        """``meta.source`` of everything this message writes."""
-        return (
-            f"{BASE}:{quote(self.sender.application, safe='')}:"
-            f"{quote(self.sender.facility, safe='')}#{quote(self.message.control_id, safe='')}"
-        )
-
     def system(self, kind: str) -> str:
         """An identifier system owned by this sender's facility (``visit``, ``filler`` ...)."""
-        return f"{BASE}:{quote(self.facility, safe='')}:{kind}"
+        return f"{BASE}:{self._facility_q}:{kind}"
 
     # -- bundle ------------------------------------------------------------------------------
 
