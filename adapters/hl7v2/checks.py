@@ -80,6 +80,8 @@ class Profile:
     advised: tuple[tuple[str, int, str], ...] = ()
     """Standard-required fields the mapping can do without (warning)."""
     advised_segments: tuple[str, ...] = ()
+    observation_values: bool = False
+    """OBX-5 is mapped by its OBX-2 type (numbers and dates must be valid)."""
 
     @cached_property
     def fields_by_segment(self) -> dict[str, list[tuple[str, int, str]]]:
@@ -92,7 +94,9 @@ class Profile:
     @cached_property
     def watched(self) -> frozenset[str]:
         """Segments with fields to check."""
-        return frozenset([*self.fields_by_segment, *self.advised_by_segment, *_DATES_BY_SEGMENT])
+        return frozenset(
+            [*self.fields_by_segment, *self.advised_by_segment, *_DATES_BY_SEGMENT, "OBX"]
+        )
 
 
 def _by_segment(
@@ -144,6 +148,7 @@ PROFILES: tuple[Profile, ...] = (
             ("OBX", 3, "observation identifier"),
         ),
         (("OBX", 11, "observation result status"),),
+        observation_values=True,
     ),
     Profile(
         "ORM",
@@ -336,6 +341,8 @@ def check_content(msg: Message, profile: Profile) -> list[Problem]:
                 )
         if seg.name in _DATES_BY_SEGMENT:
             out.extend(_check_dates(seg, seq))
+        if seg.name == "OBX" and profile.observation_values:
+            out.extend(_check_value(seg, seq))
     return out
 
 
@@ -359,6 +366,31 @@ def _check_dates(seg: Segment, seq: int) -> Iterable[Problem]:
         why = timestamps.check(value)
         if why:
             yield Problem(102, f"{label}: {why}", segment=seg.name, sequence=seq, field=n)
+
+
+_NUMBER = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$")
+
+
+def _check_value(obx: Segment, seq: int) -> list[Problem]:
+    kind = obx.value(2).strip().upper()
+    if kind not in ("NM", "SN", "DT", "TS", "DTM"):
+        return []
+    out = []
+    for rep in obx.reps(5):
+        if kind == "NM":
+            bad = [rep.text] if rep.text.strip() and not _NUMBER.match(rep.text) else []
+        elif kind == "SN":
+            bad = [v for v in (rep[2], rep[4]) if v.strip() and not _NUMBER.match(v)]
+        else:
+            why = timestamps.check(rep[1]) if rep[1] else None
+            if why:
+                text = f"observation value ({kind}): {why}"
+                out.append(Problem(102, text, segment="OBX", sequence=seq, field=5))
+            continue
+        for value in bad:
+            text = f"observation value ({kind}) {value!r} is not a number"
+            out.append(Problem(102, text, segment="OBX", sequence=seq, field=5))
+    return out
 
 
 def check_message(msg: Message) -> Verdict:

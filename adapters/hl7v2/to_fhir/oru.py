@@ -276,7 +276,9 @@ def structured_numeric(sn: Composite, unit: Composite, where: str) -> Resource:
             }
         }
     if num1 and not sep:
-        fhir_comparator = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "": ""}.get(comparator)
+        fhir_comparator = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "": "", "=": ""}.get(
+            comparator
+        )
         if fhir_comparator is None:
             raise MappingError(where, f"comparator {comparator!r} is not <, >, <= or >=")
         return {"valueQuantity": quantity(num1, unit, where, fhir_comparator)}

@@ -77,3 +77,26 @@ def test_versions_22_to_28_are_accepted() -> None:
     ):
         decision, reason = verdict(ADT.replace(b"|P|2.8|", f"|P|{version}|".encode(), 1))
         assert decision == "AA", (version, reason)
+
+
+@pytest.mark.parametrize(
+    ("obx", "reason"),
+    [
+        ("OBX|1|NM|HGB^Hb^L||abc|g/L", "OBX-5: observation value (NM) 'abc' is not a number"),
+        ("OBX|1|SN|T^t^L||>^x|", "OBX-5: observation value (SN) 'x' is not a number"),
+        (
+            "OBX|1|DT|D^d^L||20240231|",
+            "OBX-5: observation value (DT): '20240231' is not a calendar date",
+        ),
+    ],
+)
+def test_observation_values_the_mapping_reads_are_checked(obx: str, reason: str) -> None:
+    oru = (
+        "MSH|^~\\&|LIS|F|||20240101||ORU^R01|1|P|2.5\r"
+        "PID|1||M1^^^^MR||Doe^Jane\r"
+        "OBR|1||F1|CBC^CBC^L\r"
+        f"{obx}\r"
+    )
+    decision, got = verdict(oru.encode())
+    assert decision == "AE"
+    assert got.startswith(reason)
