@@ -7,6 +7,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -239,10 +240,10 @@ def _send_and_wait_close(port: int, data: bytes) -> bytes:
     return received
 
 
-@pytest.mark.skipif(
-    shutil.which("mllp_send") is None and not Path(".venv/bin/mllp_send").exists(),
-    reason="mllp_send not installed",
-)
+MLLP_SEND = shutil.which("mllp_send") or str(Path(sys.executable).parent / "mllp_send")
+
+
+@pytest.mark.skipif(not Path(MLLP_SEND).exists(), reason="mllp_send (package hl7) not installed")
 def test_mllp_send_end_to_end_with_workers_mapping_behind_the_ack(
     sqlite_engine: Engine, exchange: FakeExchange, tmp_path: Path
 ) -> None:
@@ -253,7 +254,7 @@ def test_mllp_send_end_to_end_with_workers_mapping_behind_the_ack(
     adt = fixture_bytes("valid/msconv__ADT-A01-01.hl7")
     oru = fixture_bytes("valid/msconv__LRI_2.0-NG_CBC_Typ_Message.hl7")
     feed.write_bytes((adt + b"\n" + oru).replace(b"\r", b"\r\n"))
-    executable = shutil.which("mllp_send") or str(Path(".venv/bin/mllp_send").resolve())
+    executable = MLLP_SEND
 
     async def scenario() -> tuple[str, dict[str, int]]:
         async with running(sqlite_engine, exchange, workers=2) as svc:
