@@ -11,6 +11,9 @@ from flask import Flask, Response
 from sqlalchemy import Engine
 from werkzeug.exceptions import HTTPException
 
+from adapters.dicom.dicomweb import create_blueprint as create_dicomweb_blueprint
+from adapters.dicom.index import DuplicatePolicy, session_factory
+from adapters.dicom.service import DicomConfig, DicomService
 from hie import __version__
 from hie.audit.sink import AuditSink, GroupCommitAuditSink
 from hie.auth.keys import load_or_create_signing_key
@@ -23,6 +26,7 @@ from hie.fhir.validation import load_validator
 from hie.rest import http
 from hie.rest.auth import bearer_authenticator
 from hie.rest.fhir import create_fhir_blueprint
+from hie.rest.reads import ReadPath
 from hie.search import Extractor, default_registry
 from hie.settings import Settings, load_settings
 from hie.storage.sql.engine import build_engine
@@ -46,8 +50,10 @@ class Services:
     exchange: Exchange
     issuer: TokenIssuer
     verifier: TokenVerifier
+    dicom: DicomService
 
     def close(self) -> None:
+        self.dicom.stop()
         self.audit.close()
         self.store.close()
 
@@ -86,7 +92,21 @@ def build_services(
         default_count=settings.fhir.default_count,
         max_count=settings.fhir.max_count,
     )
-    return Services(settings, engine, store, audit_sink, exchange, issuer, verifier)
+    dicom = DicomService(dicom_config(settings), exchange, session_factory(engine))
+    return Services(settings, engine, store, audit_sink, exchange, issuer, verifier, dicom)
+
+
+def dicom_config(settings: Settings) -> DicomConfig:
+    return DicomConfig(
+        data_dir=settings.data_dir / "dicom",
+        ae_title=settings.dicom.aet,
+        host=settings.host,
+        port=settings.dicom.port,
+        accept_unregistered=settings.dicom.accept_unregistered,
+        duplicate_policy=DuplicatePolicy(settings.dicom.duplicate_policy),
+        dicomweb_url=settings.dicomweb_url,
+        default_timezone=settings.dicom.timezone,
+    )
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -105,6 +125,24 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         ),
         url_prefix="/fhir",
     )
+
+    # The DICOMweb workers index what STOW-RS stores and keep ImagingStudy current;
+    # the DIMSE listener runs in its own process (hie dicom, started by hie serve).
+    services.dicom.start(listen=False)
+    dicom = services.dicom
+    app.register_blueprint(
+        create_dicomweb_blueprint(
+            engine=dicom.engine,
+            files=dicom.files,
+            ingest=dicom.ingest,
+            records=services.exchange,
+            authenticate=lambda _request: authenticate(),
+        ),
+        url_prefix="/dicomweb",
+    )
+
+    # Instance reads are answered before Flask routing (see hie.rest.reads).
+    app.wsgi_app = ReadPath(app.wsgi_app, services.exchange, services.verifier)  # type: ignore[method-assign]
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -66,6 +66,9 @@ class DicomSettings(_Section):
     port: int = 11112
     aet: str = "HIE"
     accept_unregistered: bool = False
+    duplicate_policy: str = "keep-first"
+    timezone: str = "+08:00"
+    dicomweb_url: str = ""
 
 
 class Settings(_Section):
@@ -94,6 +97,10 @@ class Settings(_Section):
     @property
     def fhir_base_url(self) -> str:
         return self.base_url + "/fhir"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return self.dicom.dicomweb_url.rstrip("/") or self.base_url + "/dicomweb"
 
     def replace(self, **overrides: Any) -> Settings:
         """A copy with ``section__key=value`` or ``key=value`` overrides (for tests and tools)."""

@@ -54,10 +54,10 @@ def reset_pg_schema(url: str) -> None:
 
 
 def truncate_pg(url: str) -> None:
-    from hie.storage.sql.schema import metadata
+    from hie.schema import all_tables
 
     engine = sa.create_engine(url)
-    names = ", ".join(t.name for t in metadata.sorted_tables)
+    names = ", ".join(all_tables())
     with engine.begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     engine.dispose()
@@ -176,6 +176,7 @@ def server_env(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
             "HIE_DATABASE_URL": db_url,
             "HIE_DATA_DIR": str(data_dir),
             "HIE_HTTP_PORT": str(free_port()),
+            "HIE_DICOM_PORT": str(free_port()),
             "HIE_CONFIG_DIR": str(Path(__file__).parents[1] / "config"),
         }
     )

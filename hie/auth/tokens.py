@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import jwt
@@ -23,7 +24,7 @@ from hie.errors import Unauthorized
 ALGORITHM = "EdDSA"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Claims:
     subject: str
     scope: str
@@ -33,13 +34,18 @@ class Claims:
     expires: int
     token_id: str
 
+    @cached_property
+    def scopes(self) -> Scopes:
+        # Parsed once per token: the verifier caches Claims, so requests reuse this.
+        return Scopes(self.scope)
+
     def context(self, source: str | None = None) -> RequestContext:
         return RequestContext(
             actor=self.subject,
             organization=self.organization,
             purpose=self.purpose,
             reason=self.reason,
-            scopes=Scopes(self.scope),
+            scopes=self.scopes,
             source=source,
             token_id=self.token_id,
         )

@@ -7,6 +7,7 @@ import click
 from hie import __version__
 from hie.cli.db import db
 from hie.cli.importing import import_command
+from hie.cli.listeners import dicom
 from hie.cli.search import search
 from hie.cli.serve import serve
 from hie.cli.token import token
@@ -23,3 +24,4 @@ main.add_command(serve)
 main.add_command(token)
 main.add_command(import_command)
 main.add_command(search)
+main.add_command(dicom)

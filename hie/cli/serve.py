@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import signal
+import subprocess
+import sys
+
 import click
 
 from hie.auth.keys import load_or_create_signing_key
@@ -13,7 +18,7 @@ from hie.storage.sql.migrate import current_revision, head_revision
 @click.command()
 @click.option("--workers", type=int, help="HTTP worker processes (default: http.workers).")
 def serve(workers: int | None) -> None:
-    """Serve FHIR REST (and, as they land, MLLP and DICOM) on the configured ports."""
+    """Serve the whole exchange: FHIR REST and DICOMweb over HTTP, and the DICOM listener."""
     from granian import Granian
     from granian.constants import Interfaces
 
@@ -29,10 +34,11 @@ def serve(workers: int | None) -> None:
         )
     load_or_create_signing_key(settings.data_dir)  # once, before workers start
     click.echo(f"hie: FHIR R4 base URL {settings.fhir_base_url}")
-    click.echo("hie: get a token with  .venv/bin/hie token --scope 'system/*.cruds'")
+    click.echo("hie: get a token:  export TOKEN=$(.venv/bin/hie token --scope 'system/*.cruds')")
     click.echo(
-        f'hie: then  curl -H "Authorization: Bearer $TOKEN" {settings.fhir_base_url}/Patient'
+        f'hie: then:  curl -H "Authorization: Bearer $TOKEN" {settings.fhir_base_url}/Patient'
     )
+    listeners = [_spawn("dicom")]
     server = Granian(
         "hie.app:wsgi_app",
         address=settings.host,
@@ -40,8 +46,29 @@ def serve(workers: int | None) -> None:
         interface=Interfaces.WSGI,
         workers=workers or settings.http.workers,
         blocking_threads=settings.http.threads,
+        backpressure=settings.http.threads,
         factory=True,
         log_access=False,
         respawn_failed_workers=True,
     )
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        for child in listeners:
+            child.terminate()
+        for child in listeners:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _die_with_parent() -> None:
+    # A listener must not outlive `hie serve`, even if it is killed outright.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _spawn(command: str) -> subprocess.Popen[bytes]:
+    """Run `hie <command>` (a protocol listener) as a child process."""
+    return subprocess.Popen([sys.executable, "-m", "hie", command], preexec_fn=_die_with_parent)

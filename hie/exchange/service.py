@@ -202,15 +202,20 @@ class Exchange:
             )
         return WriteResult(written.stored, written.status)
 
+    # Reads audit after their unit of work has ended: a request must not hold a pooled
+    # connection while it waits for the audit writer, which needs one too.
+
     def read(self, ctx: RequestContext, resource_type: str, id_: str) -> StoredResource:
-        with self._store.unit_of_work(write=False) as uow:
-            return self.read_in(uow, ctx, resource_type, id_)
+        stored = self._checked_read(ctx, resource_type, id_, None, self._store.lookup)
+        self.record(ctx, "read", resource_type=resource_type, resource_id=id_)
+        return stored
 
     def vread(
         self, ctx: RequestContext, resource_type: str, id_: str, version: str
     ) -> StoredResource:
-        with self._store.unit_of_work(write=False) as uow:
-            return self.read_in(uow, ctx, resource_type, id_, version)
+        stored = self._checked_read(ctx, resource_type, id_, version, self._store.lookup)
+        self.record(ctx, "vread", resource_type=resource_type, resource_id=id_)
+        return stored
 
     def read_in(
         self,
@@ -222,14 +227,32 @@ class Exchange:
         *,
         audit_uow: UnitOfWork | None = None,
     ) -> StoredResource:
-        """read (or vread, with ``version``) inside a unit of work."""
+        """read (or vread, with ``version``) inside a unit of work; audited in ``audit_uow``."""
+
+        def lookup(t: str, i: str, v: int | None) -> StoredResource | None:
+            return uow.get(t, i) if v is None else uow.get_version(t, i, v)
+
+        stored = self._checked_read(ctx, resource_type, id_, version, lookup)
+        if audit_uow is not None:
+            action = "read" if version is None else "vread"
+            self.record(ctx, action, resource_type=resource_type, resource_id=id_, uow=audit_uow)
+        return stored
+
+    def _checked_read(
+        self,
+        ctx: RequestContext,
+        resource_type: str,
+        id_: str,
+        version: str | None,
+        lookup: Callable[[str, str, int | None], StoredResource | None],
+    ) -> StoredResource:
         self.check_type(resource_type)
         self.require(ctx, Interaction.READ, resource_type)
         if version is None:
-            stored = uow.get(resource_type, id_)
+            stored = lookup(resource_type, id_, None)
             missing = f"{resource_type}/{id_} is not known"
         elif version.isdigit():
-            stored = uow.get_version(resource_type, id_, int(version))
+            stored = lookup(resource_type, id_, int(version))
             missing = f"{resource_type}/{id_} has no version '{version}'"
         else:
             raise NotFound(f"{resource_type}/{id_} has no version '{version}'")
@@ -242,8 +265,6 @@ class Exchange:
                 else f"version {version} of {resource_type}/{id_} is a deletion",
                 headers={"ETag": f'W/"{stored.version}"'},
             )
-        action = "read" if version is None else "vread"
-        self.record(ctx, action, resource_type=resource_type, resource_id=id_, uow=audit_uow)
         return stored
 
     def update(
@@ -363,7 +384,9 @@ class Exchange:
         strict: bool = False,
     ) -> SearchResult:
         with self._store.unit_of_work(write=False) as uow:
-            return self.search_in(uow, ctx, resource_type, params, strict=strict)
+            result = self.search_in(uow, ctx, resource_type, params, strict=strict)
+        self.record(ctx, "search", resource_type=resource_type, query=_query_text(params))
+        return result
 
     def search_in(
         self,
@@ -398,9 +421,9 @@ class Exchange:
             raise InvalidSearch(f"Invalid search parameter '_cursor': {exc}") from exc
         items = [s for s in page.items if self.permitted(ctx, Interaction.SEARCH, s)]
         included = [s for s in page.included if self._readable(ctx, s)]
-        self.record(
-            ctx, "search", resource_type=resource_type, query=_query_text(params), uow=audit_uow
-        )
+        if audit_uow is not None:
+            query = _query_text(params)
+            self.record(ctx, "search", resource_type=resource_type, query=query, uow=audit_uow)
         return self._search.result(
             resource_type,
             path,
@@ -435,9 +458,12 @@ class Exchange:
     ) -> SearchResult:
         """``GET Patient/[id]/[type]?params``."""
         with self._store.unit_of_work(write=False) as uow:
-            return self.search_in(
+            result = self.search_in(
                 uow, ctx, resource_type, params, strict=strict, compartment=("Patient", patient_id)
             )
+        query = _query_text(params)
+        self.record(ctx, "search", resource_type=resource_type, resource_id=patient_id, query=query)
+        return result
 
     def everything(
         self,
@@ -587,6 +613,21 @@ class Exchange:
             next_cursor=str(rows[-1][0]) if more and rows else None,
             params=echo,
         )
+
+    def visible_study_uids(self, ctx: RequestContext, study_uids: Collection[str]) -> set[str]:
+        """The DICOM studies the caller may see, decided on their ImagingStudy resources.
+
+        A study whose ImagingStudy is not written yet (it follows its instances within
+        seconds) has nothing to decide on and is visible.
+        """
+        visible = set()
+        with self._store.unit_of_work(write=False) as uow:
+            for uid in study_uids:
+                params = [("identifier", f"urn:dicom:uid|urn:oid:{uid}")]
+                matches = self._writer.match(uow, "ImagingStudy", params, limit=1)
+                if not matches or self.permitted(ctx, Interaction.SEARCH, matches[0]):
+                    visible.add(uid)
+        return visible
 
     # -- bundles and validation --------------------------------------------------
 

@@ -45,7 +45,7 @@ def create_fhir_blueprint(
 
     @bp.before_request
     def _negotiate() -> None:
-        http.check_format(request)
+        http.check_format(request.args.get("_format"), request.headers.get("Accept"))
 
     @bp.errorhandler(FhirError)
     def _fhir_error(error: FhirError) -> Response:
@@ -168,12 +168,6 @@ def create_fhir_blueprint(
 
     # -- instances -------------------------------------------------------------------
 
-    @bp.get("/<rtype>/<rid>")
-    def read(rtype: str, rid: str) -> Response:
-        ctx = authenticate()
-        stored = exchange.read(ctx, rtype, rid)
-        return http.fhir_response(stored.content, 200, http.version_headers(stored, base))
-
     @bp.put("/<rtype>/<rid>")
     def update(rtype: str, rid: str) -> Response:
         ctx = authenticate()
@@ -221,12 +215,6 @@ def create_fhir_blueprint(
         ctx = authenticate()
         result = exchange.history(ctx, rtype, rid, _params())
         return http.fhir_response(exchange.render_history(result, f"{rtype}/{rid}/_history"))
-
-    @bp.get("/<rtype>/<rid>/_history/<vid>")
-    def vread(rtype: str, rid: str, vid: str) -> Response:
-        ctx = authenticate()
-        stored = exchange.vread(ctx, rtype, rid, vid)
-        return http.fhir_response(stored.content, 200, http.version_headers(stored, base))
 
     return bp
 

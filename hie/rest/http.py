@@ -78,12 +78,10 @@ def _media(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
 
-def check_format(request: Request) -> None:
+def check_format(fmt: str | None, accept: str | None) -> None:
     """Only JSON is served: ``_format`` and Accept must allow it (406 otherwise)."""
-    fmt = request.args.get("_format")
     if fmt is not None and fmt.strip().lower().replace(" ", "+") not in _FORMAT_ALIASES:
         raise NotAcceptable(f"_format '{fmt}' is not supported; this server speaks FHIR JSON")
-    accept = request.headers.get("Accept")
     if fmt is None and accept:
         offered = {_media(part) for part in accept.split(",")}
         if not offered & _ACCEPTS:
@@ -129,6 +127,7 @@ def if_match(request: Request) -> int | None:
 
 
 def version_headers(stored: StoredView, base_url: str) -> dict[str, str]:
+    """ETag, Last-Modified and Content-Location of a stored version."""
     return {
         "ETag": f'W/"{stored.version}"',
         "Last-Modified": http_date(stored.last_updated),

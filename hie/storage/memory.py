@@ -164,6 +164,10 @@ class MemoryStore:
             yield uow
             self._state = uow.state  # commit: publish the new state in one assignment
 
+    def lookup(self, type_: str, id_: str, version: int | None = None) -> StoredResource | None:
+        uow = MemoryUnitOfWork(self._state, write=False)
+        return uow.get(type_, id_) if version is None else uow.get_version(type_, id_, version)
+
     @property
     def audit(self) -> list[AuditRecord]:
         return list(self._state.audit)

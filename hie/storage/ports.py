@@ -213,4 +213,11 @@ class Store(Protocol):
     def unit_of_work(self, *, write: bool) -> AbstractContextManager[UnitOfWork]:
         """A transaction: committed when the block ends normally, rolled back on error."""
 
+    def lookup(self, type_: str, id_: str, version: int | None = None) -> StoredResource | None:
+        """One version (the current one if ``version`` is None) outside any unit of work.
+
+        A single-row read is consistent on its own; skipping the transaction keeps the
+        hottest path of the exchange (instance read) to one statement.
+        """
+
     def close(self) -> None: ...

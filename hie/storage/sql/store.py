@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -33,7 +33,7 @@ from hie.storage.ports import (
     StoredResource,
     VersionConflict,
 )
-from hie.storage.sql.engine import WRITE_OPTION, is_sqlite
+from hie.storage.sql.engine import WRITE_OPTION, is_sqlite, writer_gate
 from hie.storage.sql.index_tables import ALL_TABLES, group
 from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow
 from hie.storage.sql.search_plan import Planner
@@ -305,18 +305,47 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sqlite = is_sqlite(str(engine.url))
+        url = engine.url.render_as_string(hide_password=False)
+        self._sqlite = is_sqlite(url)
         self._planner = Planner(sqlite=self._sqlite)
+        self._gate = writer_gate(url)
+        mark = "?" if self._sqlite else "%s"
+        columns = "r.type, r.id, {v}.version, {v}.last_updated_us, {v}.deleted, {v}.content, {v}.custodian"
+        self._sql_current = f"SELECT {columns.format(v='r')} FROM resource r WHERE r.type = {mark} AND r.id = {mark}"
+        self._sql_version = (
+            f"SELECT {columns.format(v='v')} FROM resource r JOIN resource_version v "
+            f"ON v.res_pk = r.pk WHERE r.type = {mark} AND r.id = {mark} AND v.version = {mark}"
+        )
 
     @contextmanager
     def unit_of_work(self, *, write: bool) -> Iterator[SqlUnitOfWork]:
-        with self.engine.connect() as conn:
+        gate = self._gate.held() if write and self._gate else nullcontext()
+        with self.engine.connect() as conn, gate:
             if write:
                 conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 uow = SqlUnitOfWork(conn, self._sqlite, self._planner)
                 yield uow
                 uow.flush()
+
+    def lookup(self, type_: str, id_: str, version: int | None = None) -> StoredResource | None:
+        # Straight to the driver: SQLAlchemy's execution machinery costs more than the query.
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            if version is None:
+                cursor.execute(self._sql_current, (type_, id_))
+            else:
+                cursor.execute(self._sql_version, (type_, id_, version))
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            raw.close()
+        if row is None:
+            return None
+        return StoredResource(
+            row[0], row[1], row[2], from_us(row[3]), bool(row[4]), bytes(row[5]), row[6]
+        )
 
     def close(self) -> None:
         self.engine.dispose()

@@ -126,3 +126,25 @@ def test_everything_written_parses_with_fhirclient_strict(server: RunningServer)
             parsed += 1
         url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
     assert parsed > 1000
+
+
+def test_readme_walkthrough_runs(server: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's fhirclient walk-through works as written against a real server."""
+    import re
+
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert code is not None
+    source = code.group(1).replace("http://127.0.0.1:8080/fhir", server.fhir)
+    exec(compile(source, "README.md", "exec"), {"TOKEN": server.token()})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].endswith(" 王")
+    assert re.fullmatch(r"Patient/[0-9a-f-]{36}/_history/1", printed[1])
+
+    curls = re.findall(r"curl -s\S* \"\$\{H\[@\]\}\" -X POST \$FHIR -d '(.*?)'\n", readme, re.S)
+    assert curls, "the README posts a transaction Bundle with curl"
+    s = session(server)
+    r = s.post(server.fhir, data=curls[0].encode(), timeout=30)
+    assert r.status_code == 200, r.text
+    entries = r.json()["entry"]
+    assert [e["response"]["status"] for e in entries] == ["201 Created", "201 Created"]

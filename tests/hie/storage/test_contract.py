@@ -247,3 +247,20 @@ def test_concurrent_writers_with_same_expected_version_one_wins(store: Store) ->
     for t in threads:
         t.join()
     assert sorted(outcomes) == ["lost"] * 7 + ["won"]
+
+
+def test_lookup_outside_a_unit_of_work(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "p1", 1))
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "p1", 2, deleted=True, expected=1))
+    current = store.lookup("Patient", "p1")
+    assert current is not None
+    assert current.deleted
+    assert current.version == 2
+    first = store.lookup("Patient", "p1", 1)
+    assert first is not None
+    assert first.content.endswith(b'"v":1}')
+    assert first.last_updated == T0
+    assert store.lookup("Patient", "p1", 9) is None
+    assert store.lookup("Patient", "nobody") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from hie.storage.sql.schema import metadata
+from hie.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -1,0 +1,31 @@
+"""What the adapter needs from the rest of hie, as protocols (the lead wires the real ones)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from hie.context import RequestContext
+from hie.settings import Settings
+
+
+class Exchange(Protocol):
+    """``hie.exchange.Exchange`` as the adapter uses it: one transaction per message."""
+
+    def transaction(self, ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, Any]:
+        """Apply a FHIR transaction Bundle atomically; raise hie.errors.FhirError on failure."""
+        ...
+
+
+class Hl7Environment(Protocol):
+    """What the ``hl7`` and ``mllp`` commands find in ``click.Context.obj``."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def engine(self) -> Engine:
+        """The database engine holding the inbox and sender tables."""
+        ...
+
+    def exchange(self) -> Exchange: ...
