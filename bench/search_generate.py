@@ -37,7 +37,7 @@ from hie.storage.sql.engine import build_engine
 from hie.storage.sql.migrate import upgrade
 from hie.storage.sql.store import SqlStore
 
-MANIFEST = Path(__file__).with_name("search_manifest.json")
+MANIFEST = Path(__file__).parent / "out" / "search_manifest.json"
 HOSPITAL = "http://hospital.smarthealthit.org"
 
 
@@ -135,6 +135,7 @@ def main() -> None:
     print(f"written: {written} resources in {elapsed:.0f} s ({written / elapsed:.0f}/s)")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE")
+    MANIFEST.parent.mkdir(exist_ok=True)
     MANIFEST.write_text(json.dumps(manifest))
     print(f"manifest: {MANIFEST} ({len(manifest['patients'])} patients)")
     store.close()

@@ -429,6 +429,7 @@ class Planner:
                 .where(
                     ref.c.param == key,
                     ref.c.target_type == ttype,
+                    ref.c.target_id.is_not(None),  # the partial index's condition
                     t.c.deleted.is_(False),
                     self.visible(t, [ttype], ctx.visibility),
                     self.condition(t, inner, ttype, ctx),
@@ -446,6 +447,7 @@ class Planner:
             .where(
                 ref.c.param == param_key(c.source_type, c.param.code),
                 ref.c.target_type == rtype,
+                ref.c.target_id.is_not(None),
                 s.c.deleted.is_(False),
                 self.visible(s, [c.source_type], ctx.visibility),
                 self.condition(s, c.inner, c.source_type, ctx),
@@ -495,7 +497,10 @@ class Planner:
             ref = reference_table
             keys = [param_key(rtype, code) for code in codes]
             sub = select(ref.c.res_pk).where(
-                ref.c.target_id.in_(ids), ref.c.target_type == "Patient", ref.c.param.in_(keys)
+                ref.c.target_id.in_(ids),
+                ref.c.target_id.is_not(None),
+                ref.c.target_type == "Patient",
+                ref.c.param.in_(keys),
             )
             conds.append(r.c.pk.in_(sub))
         if rtype == "Patient":
@@ -754,6 +759,7 @@ class Planner:
                     for rtype, ids in by_type.items()
                 )
             ),
+            ref.c.target_id.is_not(None),
             s.c.deleted.is_(False),
             self.visible(s, None, visibility),
         ]
@@ -778,7 +784,10 @@ class Planner:
         keys = [param_key(t, code) for t, codes in comp.params.items() for code in codes]
         members = union(
             select(ref.c.res_pk.label("pk")).where(
-                ref.c.target_id.in_(ids), ref.c.target_type == "Patient", ref.c.param.in_(keys)
+                ref.c.target_id.in_(ids),
+                ref.c.target_id.is_not(None),
+                ref.c.target_type == "Patient",
+                ref.c.param.in_(keys),
             ),
             select(R.c.pk.label("pk")).where(R.c.type == "Patient", R.c.id.in_(ids)),
         ).cte("members")

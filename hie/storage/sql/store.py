@@ -34,7 +34,7 @@ from hie.storage.ports import (
     VersionConflict,
 )
 from hie.storage.sql.engine import WRITE_OPTION, is_sqlite, writer_gate
-from hie.storage.sql.index_tables import ALL_TABLES, group
+from hie.storage.sql.index_tables import ALL_TABLES, columns, group
 from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow
 from hie.storage.sql.search_plan import Planner
 
@@ -244,8 +244,23 @@ class SqlUnitOfWork:
         self._insert_index([(pk, n.type, n.rows) for pk, n in written if n.rows])
 
     def _insert_index(self, written: list[tuple[int, str, Sequence[IndexRow]]]) -> None:
-        for table, values in group(written, sqlite=self._sqlite).items():
-            self._conn.execute(_INSERTS[table], values)
+        batches = group(written, sqlite=self._sqlite)
+        if not batches:
+            return
+        # Straight to the driver, inside this unit of work's transaction.
+        raw = self._conn.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            for table, values in batches.items():
+                if self._sqlite:
+                    cursor.executemany(_SQLITE_INSERTS[table.name], values)
+                else:
+                    with cursor.copy(_PG_COPIES[table.name]) as copy:
+                        for row in values:
+                            copy.write_row(row)
+        finally:
+            cursor.close()
 
     def _delete_index(self, res_pk: int) -> None:
         for statement in _DELETES:
@@ -296,7 +311,12 @@ _UPDATE_CURRENT = (
     )
     .returning(R.c.pk)
 )
-_INSERTS = {table: insert(table) for table in ALL_TABLES}
+_SQLITE_INSERTS = {
+    t.name: f"INSERT INTO {t.name} ({', '.join(columns(t))}) "
+    f"VALUES ({', '.join('?' for _ in columns(t))})"
+    for t in ALL_TABLES
+}
+_PG_COPIES = {t.name: f"COPY {t.name} ({', '.join(columns(t))}) FROM STDIN" for t in ALL_TABLES}
 _DELETES = [delete(table).where(table.c.res_pk == bindparam("w_pk")) for table in ALL_TABLES]
 
 

@@ -11,6 +11,7 @@ from hie.search.extract import Route
 from hie.search.rows import CompositeRow, NumberRow, QuantityRow, ReferenceRow, TokenRow
 from hie.storage.sql.index_tables import (
     COMPOSITE_SIGNATURES,
+    columns,
     composite_tables,
     group,
     number_table,
@@ -61,18 +62,15 @@ def test_rows_are_grouped_per_table_with_prefixed_components() -> None:
         ReferenceRow("subject", "Patient", "p", None, None),
     ]
     grouped = group([(7, "Observation", rows)], sqlite=True)
+    assert columns(token_table) == ["res_pk", "param", "system", "code"]
     assert grouped[token_table] == [
-        {
-            "res_pk": 7,
-            "param": param_key("Observation", "code"),
-            "system": "http://loinc.org",
-            "code": "8480-6",
-        }
+        (7, param_key("Observation", "code"), "http://loinc.org", "8480-6")
     ]
-    assert grouped[number_table][0]["low"] == 0.25, "SQLite stores decimals as REAL"
-    composite = grouped[composite_tables[("token", "quantity")]][0]
+    assert grouped[number_table][0][2:] == (0.25, None), "SQLite stores decimals as REAL"
+    table = composite_tables[("token", "quantity")]
+    composite = dict(zip(columns(table), grouped[table][0], strict=True))
     assert composite["c0_code"] == "8480-6"
     assert composite["c1_code"] == "mm[Hg]"
     assert composite["c1_low"] == 150.0
     exact = group([(7, "Observation", rows)], sqlite=False)
-    assert exact[number_table][0]["low"] == Decimal("0.25")
+    assert exact[number_table][0][2] == Decimal("0.25")
