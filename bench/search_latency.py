@@ -127,7 +127,7 @@ def explain(db_url: str, paths: dict[str, str]) -> str:
     captured: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             captured.append((statement, params))
 
     sa.event.listen(services.engine, "before_cursor_execute", capture)

@@ -99,7 +99,7 @@ def _lookup(name: str, *columns: str, present: str | None = None) -> Index:
 
     ``present``: a column that is often NULL; only rows that have it are indexed.
     """
-    where = {}
+    where: dict[str, Any] = {}
     if present is not None:
         where = {
             "postgresql_where": text(f"{present} IS NOT NULL"),

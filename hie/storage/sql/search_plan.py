@@ -29,11 +29,12 @@ from sqlalchemy import (
     and_,
     false,
     func,
-    not_,
+    null,
     or_,
     select,
     true,
     union,
+    union_all,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import KeyedColumnElement
@@ -149,6 +150,9 @@ def stored(row: Any, offset: int = 1) -> StoredResource:
         content=row[offset + 5],
         custodian=row[offset + 6],
     )
+
+
+_Key = tuple[ColumnElement[Any], bool, SortValue, bool]  # expr, descending, value, nullable
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +305,9 @@ class Planner:
         key = param_key(p.resource_type, p.code)
         if c.modifier is Modifier.MISSING:
             assert isinstance(c.values[0], MissingValue)
-            present = or_(*(r.c.pk.in_(self._rows(t, key)) for t in _tables_of(p)))
-            return not_(present) if c.values[0].missing else present
+            tables = [self._rows(t, key) for t in _tables_of(p)]
+            rows = tables[0] if len(tables) == 1 else union_all(*tables)
+            return r.c.pk.not_in(rows) if c.values[0].missing else r.c.pk.in_(rows)
         table, cond = self._values(p, c, ctx.now_us)
         rows = self._rows(table, key).where(cond)
         if c.modifier is Modifier.NOT:
@@ -435,8 +440,12 @@ class Planner:
                     self.condition(t, inner, ttype, ctx),
                 )
             )
-            conds.append(r.c.pk.in_(sub))
-        return or_(*conds)
+            conds.append(sub)
+        # One IN over a UNION, not an OR of INs: the database can then drive the query
+        # from the chain's own (usually selective) index instead of scanning the type.
+        if len(conds) == 1:
+            return r.c.pk.in_(conds[0])
+        return r.c.pk.in_(union_all(*conds))
 
     def _has(self, r: FromClause, c: HasClause, rtype: str, ctx: _Context) -> ColumnElement[bool]:
         ref = reference_table.alias()
@@ -492,20 +501,23 @@ class Planner:
     ) -> ColumnElement[bool]:
         ids = sorted(compartment.patient_ids)
         codes = compartment.params.get(rtype, ())
-        conds: list[ColumnElement[bool]] = []
+        parts: list[Select[Any]] = []
         if codes:
             ref = reference_table
             keys = [param_key(rtype, code) for code in codes]
-            sub = select(ref.c.res_pk).where(
-                ref.c.target_id.in_(ids),
-                ref.c.target_id.is_not(None),
-                ref.c.target_type == "Patient",
-                ref.c.param.in_(keys),
+            parts.append(
+                select(ref.c.res_pk).where(
+                    ref.c.target_id.in_(ids),
+                    ref.c.target_id.is_not(None),
+                    ref.c.target_type == "Patient",
+                    ref.c.param.in_(keys),
+                )
             )
-            conds.append(r.c.pk.in_(sub))
         if rtype == "Patient":
-            conds.append(r.c.id.in_(ids))
-        return or_(*conds) if conds else false()
+            parts.append(select(R.c.pk).where(R.c.type == "Patient", R.c.id.in_(ids)))
+        if not parts:
+            return false()
+        return r.c.pk.in_(parts[0] if len(parts) == 1 else union_all(*parts))
 
     # -- sorting and keysets -------------------------------------------------------
 
@@ -534,31 +546,31 @@ class Planner:
         return select(agg(col)).where(t.c.res_pk == r.c.pk, t.c.param == pkey).scalar_subquery()
 
     @staticmethod
-    def _after(
-        keys: Sequence[tuple[ColumnElement[Any], bool, SortValue]], i: int
-    ) -> ColumnElement[bool]:
+    def _after(keys: Sequence[_Key], i: int) -> ColumnElement[bool]:
         """Rows strictly after the cursor in the order (NULL sort values last)."""
         if i == len(keys):
             return false()
-        expr, desc, value = keys[i]
+        expr, desc, value, nullable = keys[i]
         rest = Planner._after(keys, i + 1)
         if value is None:
             return and_(expr.is_(None), rest)
         beyond = expr < value if desc else expr > value
+        if not nullable:
+            return or_(beyond, and_(expr == value, rest))
         return or_(expr.is_(None), beyond, and_(expr == value, rest))
 
     @staticmethod
-    def _before(
-        keys: Sequence[tuple[ColumnElement[Any], bool, SortValue]], i: int
-    ) -> ColumnElement[bool]:
+    def _before(keys: Sequence[_Key], i: int) -> ColumnElement[bool]:
         """Rows strictly before the cursor in the order."""
         if i == len(keys):
             return false()
-        expr, desc, value = keys[i]
+        expr, desc, value, nullable = keys[i]
         rest = Planner._before(keys, i + 1)
         if value is None:
             return or_(expr.is_not(None), and_(expr.is_(None), rest))
         ahead = expr > value if desc else expr < value
+        if not nullable:
+            return or_(ahead, and_(expr == value, rest))
         return and_(expr.is_not(None), or_(ahead, and_(expr == value, rest)))
 
     def _sort_value(self, value: Any) -> SortValue:
@@ -593,11 +605,16 @@ class Planner:
                 total = self._count(conn, select(r.c.pk).where(*where), estimate=request.estimate)
             return SearchPage(items=[], total=total)
         specs = [_SortSpec(self.sort_expr(r, k), k.descending) for k in query.sort]
-        labels = [s.expr.label(f"k{i}") for i, s in enumerate(specs)]
-        inner = select(*(r.c[name] for name in _RESOURCE_COLUMNS), r.c.custodian, *labels).where(
-            *where
-        )
-        rows, more, before = self._page(conn, inner, specs, request.cursor, request.count)
+        source = self._sort_source(query.sort[0]) if query.sort else None
+        if source is not None and not (request.cursor and request.cursor.before):
+            rows, more, before = self._sorted_by_index(
+                conn, r, where, specs, source, request.cursor, request.count
+            )
+        else:
+            labels = [s.expr.label(f"k{i}") for i, s in enumerate(specs)]
+            columns = (r.c[name] for name in _RESOURCE_COLUMNS)
+            inner = select(*columns, r.c.custodian, *labels).where(*where)
+            rows, more, before = self._page(conn, inner, specs, request.cursor, request.count)
         total = None
         if request.total:
             if request.cursor is None and not more:
@@ -624,6 +641,80 @@ class Planner:
         )
         return SearchPage(items, included, total, next_cursor, prev_cursor)
 
+    def _sort_source(self, key: SortKey) -> tuple[Table, str, int] | None:
+        """The index column that orders by ``key`` (never NULL there), if there is one."""
+        p = key.param
+        if p.column is not None:
+            return None
+        column = {
+            ParamType.DATE: "high" if key.descending else "low",
+            ParamType.STRING: "norm",
+            ParamType.TOKEN: "code",
+            ParamType.URI: "uri",
+        }.get(p.type)
+        if column is None:
+            return None
+        table = {
+            ParamType.DATE: date_table,
+            ParamType.STRING: string_table,
+            ParamType.TOKEN: token_table,
+            ParamType.URI: uri_table,
+        }[p.type]
+        return table, column, param_key(p.resource_type, p.code)
+
+    def _sorted_by_index(
+        self,
+        conn: Connection,
+        r: FromClause,
+        where: Sequence[ColumnElement[bool]],
+        specs: Sequence[_SortSpec],
+        source: tuple[Table, str, int],
+        cursor: Cursor | None,
+        count: int,
+    ) -> tuple[list[Any], bool, bool]:
+        """A forward page whose first sort key is an indexed column.
+
+        Each resource joins the one row that holds its sort value (the MIN or MAX the
+        generic sort expression computes), so the first key is a plain index column: the
+        database can walk that index in order and stop after a page (``-date``, ``_count``),
+        or collect a small match set and sort it, whichever its statistics favour.
+        Resources without a value come after all others, from a second query.
+        """
+        table, column, key = source
+        s = table.alias("s")
+        s2 = table.alias("s2")
+        agg = func.max if specs[0].descending else func.min
+        defining = (
+            select(agg(s2.c[column]))
+            .where(s2.c.res_pk == r.c.pk, s2.c.param == key)
+            .scalar_subquery()
+        )
+        columns = [*(r.c[name] for name in _RESOURCE_COLUMNS), r.c.custodian]
+        rest = [spec.expr.label(f"k{i}") for i, spec in enumerate(specs) if i > 0]
+        rows: list[Any] = []
+        more = False
+        if cursor is None or cursor.values[0] is not None:
+            valued = (
+                select(*columns, s.c[column].label("k0"), *rest)
+                .select_from(r.join(s, and_(s.c.res_pk == r.c.pk, s.c.param == key)))
+                .where(*where, s.c[column].is_not(None), s.c[column] == defining)
+            )
+            found, more, _ = self._page(conn, valued, specs, cursor, count, first_nullable=False)
+            seen: set[int] = set()
+            for row in found:  # two rows holding the same extreme value: keep one
+                if row[0] not in seen:
+                    seen.add(row[0])
+                    rows.append(row)
+            cursor = None
+        if not more:
+            absent = select(s.c.res_pk).where(s.c.param == key, s.c[column].is_not(None))
+            missing = select(*columns, null().label("k0"), *rest).where(
+                *where, r.c.pk.not_in(absent)
+            )
+            extra, more, _ = self._page(conn, missing, specs, cursor, count - len(rows))
+            rows += extra
+        return rows, more, False
+
     def _page(
         self,
         conn: Connection,
@@ -631,26 +722,36 @@ class Planner:
         specs: Sequence[_SortSpec],
         cursor: Cursor | None,
         count: int,
+        *,
+        first_nullable: bool = True,
     ) -> tuple[list[Any], bool, bool]:
-        """One page of ``inner``'s rows in sort order (or in reverse, for ``before``)."""
+        """One page of ``inner``'s rows in sort order (or in reverse, for ``before``).
+
+        ``first_nullable`` False: the first sort key is never NULL here, so the order
+        and the keyset need no NULL handling and can follow an index as they are.
+        """
         m = inner.subquery("m")
         exprs = [m.c[f"k{i}"] for i in range(len(specs))]
+        nullable = [first_nullable or i > 0 for i in range(len(specs))]
         page = select(m)
         before = cursor is not None and cursor.before
         if cursor is not None:
             if len(cursor.values) != len(specs):
                 raise ValueError("the cursor does not fit this query's sort")
-            keys: list[tuple[ColumnElement[Any], bool, SortValue]] = [
-                (e, s.descending, self._cursor_value(v))
-                for e, s, v in zip(exprs, specs, cursor.values, strict=True)
+            keys: list[_Key] = [
+                (e, s.descending, self._cursor_value(v), n)
+                for e, s, v, n in zip(exprs, specs, cursor.values, nullable, strict=True)
             ]
-            keys.append((m.c.pk, False, cursor.key))
+            keys.append((m.c.pk, False, cursor.key, False))
             page = page.where(self._before(keys, 0) if before else self._after(keys, 0))
         order: list[Any] = []
-        for e, s in zip(exprs, specs, strict=True):
+        for e, s, n in zip(exprs, specs, nullable, strict=True):
             forward = e.desc() if s.descending else e.asc()
             backward = e.asc() if s.descending else e.desc()
-            order.append(backward.nulls_first() if before else forward.nulls_last())
+            if n:
+                order.append(backward.nulls_first() if before else forward.nulls_last())
+            else:
+                order.append(backward if before else forward)
         order.append(m.c.pk.desc() if before else m.c.pk.asc())
         rows = list(conn.execute(page.order_by(*order).limit(count + 1)).all())
         more = len(rows) > count
