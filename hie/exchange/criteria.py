@@ -96,6 +96,11 @@ def parse_search(
         elif base == "identifier" and not modifier:
             alternatives = tuple(parse_token(name, v) for v in split_escaped(value, ","))
             out.criteria.append(TokenCriterion("identifier", alternatives))
+        elif base == "_source" and not modifier:
+            sources = tuple((None, v) for v in split_escaped(value, ",") if v)
+            if not sources:
+                raise InvalidSearch("parameter '_source' has an empty value")
+            out.criteria.append(TokenCriterion("_source", sources))
         elif base == "_count" and not modifier:
             out.count = min(_int(name, value, 0, 1_000_000), max_count)
             out.echo.append((name, value))
@@ -129,6 +134,11 @@ def supported_parameters(resource_type: str) -> list[dict[str, str]]:
             "name": "_id",
             "definition": "http://hl7.org/fhir/SearchParameter/Resource-id",
             "type": "token",
+        },
+        {
+            "name": "_source",
+            "definition": "http://hl7.org/fhir/SearchParameter/Resource-source",
+            "type": "uri",
         },
         {
             "name": "identifier",

@@ -1,7 +1,8 @@
 """Search-index rows for a resource about to be written.
 
-The core indexes ``identifier`` on every type (enough for conditional operations); the
-search work replaces this with extraction derived from the R4 SearchParameters.
+The core indexes ``identifier`` and ``_source`` on every type (enough for conditional
+operations and for the HL7 adapter's per-message Provenance); the search work replaces
+this with extraction derived from the R4 SearchParameters.
 """
 
 from __future__ import annotations
@@ -25,4 +26,7 @@ class IdentifierIndexer:
                         "identifier", system if isinstance(system, str) else None, item["value"]
                     )
                 )
+        source = (resource.get("meta") or {}).get("source")
+        if isinstance(source, str):
+            rows.append(TokenRow("_source", None, source))
         return rows
