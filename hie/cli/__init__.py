@@ -10,6 +10,7 @@ from hie.cli.db import db
 from hie.cli.environment import CliEnvironment
 from hie.cli.importing import import_command
 from hie.cli.listeners import dicom
+from hie.cli.search import search
 from hie.cli.serve import serve
 from hie.cli.token import token
 
@@ -29,3 +30,4 @@ main.add_command(import_command)
 main.add_command(dicom)
 main.add_command(hl7)
 main.add_command(mllp)
+main.add_command(search)

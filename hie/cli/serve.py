@@ -46,7 +46,6 @@ def serve(workers: int | None) -> None:
         interface=Interfaces.WSGI,
         workers=workers or settings.http.workers,
         blocking_threads=settings.http.threads,
-        backpressure=settings.http.threads,
         factory=True,
         log_access=False,
         respawn_failed_workers=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hie.errors import Issue
+from hie.search.query import Summary
 from hie.storage.ports import StoredResource
 
 
@@ -30,6 +31,11 @@ class SearchResult:
     params: list[tuple[str, str]]
     warnings: list[Issue] = field(default_factory=list)
     summary_count: bool = False
+    included: list[StoredResource] = field(default_factory=list)
+    previous_cursor: str | None = None
+    path: str = ""  # the URL path links repeat ("Patient/1/$everything"); "" is the type
+    summary: Summary | None = None
+    elements: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,15 +23,17 @@ from hie.errors import (
     Issue,
     NotFound,
 )
-from hie.exchange.criteria import parse_search, supported_parameters
-from hie.exchange.ports import Clock, IdFactory, Indexer, Validator
+from hie.exchange.ports import Clock, IdFactory, Validator, VisibilityPolicy, see_everything
 from hie.exchange.results import HistoryResult, SearchResult, WriteResult
+from hie.exchange.searching import Searcher
 from hie.exchange.transaction import BundleProcessor
 from hie.exchange.writes import Writer
 from hie.fhir import bundles
 from hie.fhir.bundles import page_url
 from hie.fhir.canonical import ID_PATTERN, parse_instant
-from hie.storage.ports import AuditRecord, HistoryQuery, Page, Store, StoredResource, UnitOfWork
+from hie.search.extract import Extractor
+from hie.search.params import QueryParser
+from hie.storage.ports import AuditRecord, HistoryQuery, Store, StoredResource, UnitOfWork
 
 
 def _query_text(params: Sequence[tuple[str, str]]) -> str:
@@ -44,7 +46,7 @@ class Exchange:
         *,
         store: Store,
         validator: Validator,
-        indexer: Indexer,
+        extractor: Extractor,
         decide: Decide,
         audit: AuditSink,
         clock: Clock,
@@ -53,7 +55,10 @@ class Exchange:
         base_url: str,
         default_count: int = 50,
         max_count: int = 1000,
+        visibility: VisibilityPolicy = see_everything,
     ) -> None:
+        """``extractor`` indexes every write and defines what search can use;
+        ``visibility`` is the consent seam for searches (see ``hie.exchange.ports``)."""
         self.base_url = base_url.rstrip("/")
         self.new_id = new_id
         self._store = store
@@ -64,11 +69,33 @@ class Exchange:
         self.resource_types = frozenset(resource_types)
         self._default_count = default_count
         self._max_count = max_count
-        self._writer = Writer(indexer=indexer, clock=clock, new_id=new_id, max_count=max_count)
+        self._indexer = extractor
+        self._visibility = visibility
+        self._unindexed = extractor.unindexed()
+        parser = QueryParser(
+            extractor.registry,
+            local_bases=[self.base_url],
+            max_count=max_count,
+            unindexed=self._unindexed,
+        )
+        self._search = Searcher(
+            parser=parser,
+            base_url=self.base_url,
+            clock=clock,
+            default_count=default_count,
+            max_count=max_count,
+        )
+        self._writer = Writer(
+            indexer=extractor, conditions=self._search.condition, clock=clock, new_id=new_id
+        )
 
     def search_parameters(self, resource_type: str) -> list[dict[str, str]]:
         """The search parameters this type supports, for the CapabilityStatement."""
-        return supported_parameters(resource_type)
+        return self._search.parameters(resource_type, self._unindexed)
+
+    def search_includes(self, resource_type: str) -> tuple[list[str], list[str]]:
+        """``_include`` and ``_revinclude`` values this type supports."""
+        return self._search.includes(resource_type)
 
     # -- the checks every call makes -------------------------------------------
 
@@ -370,56 +397,140 @@ class Exchange:
         *,
         strict: bool = False,
         audit_uow: UnitOfWork | None = None,
+        compartment: tuple[str, str] | None = None,
     ) -> SearchResult:
+        """A search; ``compartment`` ``("Patient", id)`` searches within that compartment."""
         self.check_type(resource_type)
         self.require(ctx, Interaction.SEARCH, resource_type)
-        parsed = parse_search(
-            resource_type,
-            params,
-            strict=strict,
-            default_count=self._default_count,
-            max_count=self._max_count,
-        )
-        count = 0 if parsed.summary_count else parsed.count
-        found = uow.find(
-            resource_type,
-            parsed.criteria,
-            Page(count=count + 1, after=parsed.cursor),
-            with_total=parsed.total != "none" or parsed.summary_count,
-        )
-        items = [(key, s) for key, s in found.items if self.permitted(ctx, Interaction.SEARCH, s)]
-        more = len(items) > count
-        items = items[:count]
-        next_cursor = str(items[-1][0]) if more and items else None
+        prepared = self._search.prepare(resource_type, params, strict=strict)
+        path = resource_type
+        where = None
+        if compartment is not None:
+            kind, owner = compartment
+            if kind != "Patient":
+                raise NotFound(f"compartment '{kind}' is not supported; only Patient is")
+            if not self._search.in_patient_compartment(resource_type):
+                raise InvalidSearch(f"{resource_type} is not in the Patient compartment")
+            self.read_in(uow, ctx, "Patient", owner, audit_uow=audit_uow)
+            where = self._search.compartment(self.patient_ids(uow, ctx, owner))
+            path = f"Patient/{owner}/{resource_type}"
+        request = self._search.request(prepared, self._visibility(ctx), where)
+        try:
+            page = uow.search(request)
+        except ValueError as exc:  # a cursor from another query
+            raise InvalidSearch(f"Invalid search parameter '_cursor': {exc}") from exc
+        items = [s for s in page.items if self.permitted(ctx, Interaction.SEARCH, s)]
+        included = [s for s in page.included if self._readable(ctx, s)]
         if audit_uow is not None:
             query = _query_text(params)
             self.record(ctx, "search", resource_type=resource_type, query=query, uow=audit_uow)
-        return SearchResult(
-            resource_type=resource_type,
-            entries=[s for _, s in items],
-            total=found.total,
-            next_cursor=next_cursor,
-            params=parsed.echo,
-            warnings=parsed.warnings,
-            summary_count=parsed.summary_count,
+        return self._search.result(
+            resource_type,
+            path,
+            prepared.echo,
+            prepared.warnings,
+            page,
+            items,
+            included,
+            prepared.query,
+        )
+
+    def _readable(self, ctx: RequestContext, stored: StoredResource) -> bool:
+        """Whether an included resource may be shown: the scopes allow reading its type."""
+        return ctx.scopes.allows(Interaction.READ, stored.type) and self.permitted(
+            ctx, Interaction.READ, stored
+        )
+
+    def patient_ids(self, uow: UnitOfWork, ctx: RequestContext, patient_id: str) -> set[str]:
+        """The source patients whose records stand for ``patient_id`` in compartment
+        searches and ``$everything``. Today just that patient; the identity work widens
+        it to every source patient linked to the same enterprise identity."""
+        return {patient_id}
+
+    def compartment_search(
+        self,
+        ctx: RequestContext,
+        patient_id: str,
+        resource_type: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        strict: bool = False,
+    ) -> SearchResult:
+        """``GET Patient/[id]/[type]?params``."""
+        with self._store.unit_of_work(write=False) as uow:
+            result = self.search_in(
+                uow, ctx, resource_type, params, strict=strict, compartment=("Patient", patient_id)
+            )
+        query = _query_text(params)
+        self.record(ctx, "search", resource_type=resource_type, resource_id=patient_id, query=query)
+        return result
+
+    def everything(
+        self,
+        ctx: RequestContext,
+        patient_id: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        strict: bool = False,
+    ) -> SearchResult:
+        """``Patient/[id]/$everything``: the patient's compartment and what it refers to."""
+        self.check_type("Patient")
+        query, cursor, echo, warnings = self._search.prepare_everything(params, strict=strict)
+        readable = None
+        if not ctx.scopes.allows(Interaction.READ, "*"):
+            readable = frozenset(
+                t for t in self.resource_types if ctx.scopes.allows(Interaction.READ, t)
+            )
+        with self._store.unit_of_work(write=False) as uow:
+            self.read_in(uow, ctx, "Patient", patient_id)
+            compartment = self._search.compartment(self.patient_ids(uow, ctx, patient_id))
+            request = self._search.everything_request(
+                query, cursor, compartment, self._visibility(ctx), readable
+            )
+            page = uow.everything(request)
+        items = [s for s in page.items if self.permitted(ctx, Interaction.READ, s)]
+        self.record(
+            ctx,
+            "everything",
+            resource_type="Patient",
+            resource_id=patient_id,
+            query=_query_text(params),
+        )
+        return self._search.result(
+            "Patient", f"Patient/{patient_id}/$everything", echo, warnings, page, items, []
         )
 
     def render_search(self, result: SearchResult) -> bytes:
-        """The searchset Bundle, built from the stored bytes."""
-        path = result.resource_type
-        next_url = None
-        if result.next_cursor is not None:
-            next_url = page_url(
-                self.base_url, path, [*result.params, ("_cursor", result.next_cursor)]
-            )
-        return bundles.searchset(
-            base=self.base_url,
-            entries=result.entries,
-            total=result.total,
-            self_url=page_url(self.base_url, path, result.params),
-            next_url=next_url,
-            warnings=result.warnings,
-        )
+        """The searchset Bundle, built from the stored bytes (shaped if asked)."""
+        return self._search.render(result)
+
+    def reindex(
+        self,
+        resource_type: str | None = None,
+        *,
+        batch: int = 500,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Rebuild the search index (after the definitions change); returns the count.
+
+        ``progress(done, total)`` is called after each batch; each batch commits on its own.
+        """
+        if resource_type is not None:
+            self.check_type(resource_type)
+        with self._store.unit_of_work(write=False) as uow:
+            total = uow.count(resource_type)
+        done, after = 0, None
+        while True:
+            with self._store.unit_of_work(write=True) as uow:
+                found = uow.scan(resource_type, after, batch)
+                for key, stored in found:
+                    uow.reindex(key, self._indexer.extract(orjson.loads(stored.content)))
+            if not found:
+                return done
+            done += len(found)
+            after = found[-1][0]
+            if progress is not None:
+                progress(done, max(total, done))
 
     def render_history(self, result: HistoryResult, path: str) -> bytes:
         next_url = None

@@ -6,7 +6,7 @@ single REST call and a whole transaction Bundle share exactly the same code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +22,18 @@ from hie.errors import (
     PreconditionFailed,
     Unprocessable,
 )
-from hie.exchange.criteria import parse_search
 from hie.exchange.ports import Clock, IdFactory, Indexer
 from hie.fhir.canonical import dumps, same_content, with_meta
-from hie.storage.ports import NewVersion, Page, StoredResource, UnitOfWork, VersionConflict
+from hie.search.query import SearchQuery
+from hie.storage.ports import (
+    NewVersion,
+    SearchRequest,
+    StoredResource,
+    UnitOfWork,
+    VersionConflict,
+)
+
+Conditions = Callable[[str, Sequence[tuple[str, str]]], SearchQuery]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +49,13 @@ def lock_key(resource_type: str, params: Sequence[tuple[str, str]]) -> str:
 
 class Writer:
     def __init__(
-        self, *, indexer: Indexer, clock: Clock, new_id: IdFactory, max_count: int
+        self, *, indexer: Indexer, conditions: Conditions, clock: Clock, new_id: IdFactory
     ) -> None:
+        """``conditions`` parses the criteria of conditional operations (any search)."""
         self._indexer = indexer
+        self._conditions = conditions
         self._clock = clock
         self._new_id = new_id
-        self._max_count = max_count
 
     def now(self) -> Any:
         # FHIR instants and the stored time agree to the millisecond.
@@ -58,9 +67,9 @@ class Writer:
     def match(
         self, uow: UnitOfWork, resource_type: str, params: Sequence[tuple[str, str]], limit: int = 2
     ) -> list[StoredResource]:
-        parsed = parse_search(resource_type, params, condition=True, max_count=self._max_count)
-        found = uow.find(resource_type, parsed.criteria, Page(count=limit), with_total=False)
-        return [stored for _, stored in found.items]
+        # Conditions see every resource: a hidden match must still stop a duplicate.
+        query = self._conditions(resource_type, params)
+        return uow.search(SearchRequest(query=query, count=limit, now=self._clock())).items
 
     def match_one(
         self, uow: UnitOfWork, resource_type: str, params: Sequence[tuple[str, str]]
@@ -96,7 +105,7 @@ class Writer:
             content=content,
             method=method,
             custodian=ctx.organization,
-            tokens=self._indexer.tokens(body),
+            rows=self._indexer.extract(body),
             expected_version=expected,
         )
         try:

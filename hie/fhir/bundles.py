@@ -35,10 +35,12 @@ def page_url(base: str, path: str, params: Sequence[tuple[str, str]]) -> str:
     return f"{base}/{path}" + (f"?{query}" if query else "")
 
 
-def _links(self_url: str, next_url: str | None) -> bytes:
+def _links(self_url: str, next_url: str | None, previous_url: str | None = None) -> bytes:
     links = [{"relation": "self", "url": self_url}]
     if next_url:
         links.append({"relation": "next", "url": next_url})
+    if previous_url:
+        links.append({"relation": "previous", "url": previous_url})
     return orjson.dumps(links)
 
 
@@ -51,11 +53,12 @@ def searchset(
     next_url: str | None,
     warnings: Sequence[Issue] = (),
     includes: Sequence[StoredLike] = (),
+    previous_url: str | None = None,
 ) -> bytes:
     parts = [b'{"resourceType":"Bundle","type":"searchset"']
     if total is not None:
         parts.append(b',"total":%d' % total)
-    parts.append(b',"link":' + _links(self_url, next_url))
+    parts.append(b',"link":' + _links(self_url, next_url, previous_url))
     items: list[bytes] = []
     for mode, group in (("match", entries), ("include", includes)):
         search = b',"search":{"mode":"%s"}}' % mode.encode()

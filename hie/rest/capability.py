@@ -19,9 +19,29 @@ _INTERACTIONS = [
 ]
 
 
+_VALIDATE = {
+    "name": "validate",
+    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+}
+_EVERYTHING = {
+    "name": "everything",
+    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+    "documentation": "_since, _type and _count, with next/previous paging",
+}
+# Parameters every type accepts that shape results rather than select resources.
+_RESULT_PARAMS = (
+    "_sort (several keys, - for descending), _count, _include and _revinclude (:iterate, *), "
+    "_summary (true, text, data, count, false), _elements, _total (none, estimate, accurate); "
+    "paging by next/previous links. Unknown parameters are ignored with a warning, or "
+    "rejected under Prefer: handling=strict."
+)
+
+
 def capability_statement(exchange: Exchange, software_version: str) -> dict[str, Any]:
     resources = []
     for rtype in sorted(exchange.resource_types):
+        includes, revincludes = exchange.search_includes(rtype)
+        operations = [_VALIDATE, _EVERYTHING] if rtype == "Patient" else [_VALIDATE]
         resources.append(
             {
                 "type": rtype,
@@ -33,20 +53,10 @@ def capability_statement(exchange: Exchange, software_version: str) -> dict[str,
                 "conditionalRead": "not-supported",
                 "conditionalUpdate": True,
                 "conditionalDelete": "single",
-                "searchParam": [
-                    {
-                        "name": param["name"],
-                        "definition": param["definition"],
-                        "type": param["type"],
-                    }
-                    for param in exchange.search_parameters(rtype)
-                ],
-                "operation": [
-                    {
-                        "name": "validate",
-                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
-                    }
-                ],
+                "searchInclude": includes,
+                "searchRevInclude": revincludes,
+                "searchParam": exchange.search_parameters(rtype),
+                "operation": operations,
             }
         )
     return {
@@ -81,7 +91,9 @@ def capability_statement(exchange: Exchange, software_version: str) -> dict[str,
                     ],
                     "description": "Every endpoint except /metadata requires Authorization: Bearer.",
                 },
+                "documentation": _RESULT_PARAMS,
                 "resource": resources,
+                "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
                 "interaction": [
                     {"code": "transaction"},
                     {"code": "batch"},

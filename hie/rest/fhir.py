@@ -13,6 +13,7 @@ from hie.errors import (
     BadRequest,
     FhirError,
     Issue,
+    NotFound,
     UnsupportedMediaType,
     operation_outcome,
 )
@@ -25,6 +26,14 @@ Authenticate = Callable[[], RequestContext]
 
 def _params() -> list[tuple[str, str]]:
     return list(request.args.items(multi=True))
+
+
+def _form_params() -> list[tuple[str, str]]:
+    """Search parameters in a form-encoded body (POST _search, POST $everything)."""
+    media = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("a search by POST takes application/x-www-form-urlencoded")
+    return parse_qsl(request.get_data(as_text=True), keep_blank_values=True)
 
 
 def create_fhir_blueprint(
@@ -74,13 +83,7 @@ def create_fhir_blueprint(
     @bp.post("/<rtype>/_search")
     def search_post(rtype: str) -> Response:
         ctx = authenticate()
-        media = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if media != "application/x-www-form-urlencoded":
-            raise UnsupportedMediaType(
-                "POST _search takes application/x-www-form-urlencoded parameters"
-            )
-        body = request.get_data(as_text=True)
-        params = _params() + parse_qsl(body, keep_blank_values=True)
+        params = _params() + _form_params()
         strict = http.prefer(request).get("handling") == "strict"
         result = exchange.search(ctx, rtype, params, strict=strict)
         return http.fhir_response(exchange.render_search(result))
@@ -186,6 +189,26 @@ def create_fhir_blueprint(
         ctx = authenticate()
         result = exchange.delete(ctx, rtype, rid)
         return http.fhir_response(None, 204, {"ETag": f'W/"{result.stored.version}"'})
+
+    @bp.route("/Patient/<rid>/$everything", methods=["GET", "POST"])
+    def everything(rid: str) -> Response:
+        ctx = authenticate()
+        strict = http.prefer(request).get("handling") == "strict"
+        params = _params()
+        if request.method == "POST":
+            params += _form_params()
+        result = exchange.everything(ctx, rid, params, strict=strict)
+        return http.fhir_response(exchange.render_search(result))
+
+    @bp.get("/<ctype>/<cid>/<rtype>")
+    def compartment_search(ctype: str, cid: str, rtype: str) -> Response:
+        ctx = authenticate()
+        if ctype != "Patient":
+            exchange.check_type(ctype)
+            raise NotFound(f"searching the {ctype} compartment is not supported; only Patient")
+        strict = http.prefer(request).get("handling") == "strict"
+        result = exchange.compartment_search(ctx, cid, rtype, _params(), strict=strict)
+        return http.fhir_response(exchange.render_search(result))
 
     @bp.get("/<rtype>/<rid>/_history")
     def instance_history(rtype: str, rid: str) -> Response:

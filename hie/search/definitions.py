@@ -116,6 +116,13 @@ class SearchRegistry:
             merged = {code: _rebase(p, rtype) for code, p in common.items()}
             merged.update(own)
             self._by_type[rtype] = dict(sorted(merged.items()))
+        self._compartments: dict[str, dict[str, tuple[str, ...]]] = {
+            name: {t: tuple(codes) for t, codes in members.items()}
+            for name, members in data.get("compartments", {}).items()
+        }
+        self._shape: dict[str, dict[str, tuple[str, ...]]] = {
+            t: {k: tuple(v) for k, v in parts.items()} for t, parts in data.get("shape", {}).items()
+        }
 
     @property
     def resource_types(self) -> tuple[str, ...]:
@@ -127,6 +134,19 @@ class SearchRegistry:
 
     def param(self, resource_type: str, code: str) -> SearchParamDef | None:
         return self._by_type.get(resource_type, {}).get(code)
+
+    def compartment(self, name: str = "Patient") -> Mapping[str, tuple[str, ...]]:
+        """Resource type -> the parameters whose references put it in a ``name`` compartment
+        (from the R4 CompartmentDefinition; the compartment's own type is not listed)."""
+        return self._compartments.get(name, {})
+
+    def summary_elements(self, resource_type: str) -> tuple[str, ...]:
+        """Top-level elements marked ``isSummary`` (choices as ``value[x]``), for ``_summary``."""
+        return self._shape.get(resource_type, {}).get("summary", ())
+
+    def mandatory_elements(self, resource_type: str) -> tuple[str, ...]:
+        """Top-level elements with ``min >= 1`` (kept by ``_elements`` and ``_summary``)."""
+        return self._shape.get(resource_type, {}).get("mandatory", ())
 
     def _param(self, rtype: str, code: str, raw: Mapping[str, Any], prefix: str) -> SearchParamDef:
         targets = tuple(raw.get("target", ()))

@@ -133,6 +133,7 @@ class Extractor:
         """``local_bases``: this server's base URLs ("https://hie.example/fhir"); absolute
         references under them index as local ``Type/id``. ``fallback`` compiles an
         expression the subset cannot (default: fhirpathpy if installed)."""
+        self.registry = registry
         self._bases = tuple(b.rstrip("/") + "/" for b in local_bases)
         self._offset = default_offset
         self._types = fhirpath.ElementTypes(registry.element_types)
@@ -151,6 +152,12 @@ class Extractor:
     def coverage(self) -> list[Coverage]:
         """How each parameter of each compiled type is indexed (and why not, if not)."""
         return list(self._coverage)
+
+    def unindexed(self) -> frozenset[tuple[str, str]]:
+        """(type, code) of the parameters that have no index rows (searches cannot use them)."""
+        return frozenset(
+            (c.resource_type, c.code) for c in self._coverage if c.route is Route.UNINDEXED
+        )
 
     def extract(self, resource: Mapping[str, Any]) -> list[IndexRow]:
         """The index rows of ``resource`` (duplicates removed, order stable)."""

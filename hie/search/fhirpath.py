@@ -285,8 +285,20 @@ def compile_branches(
     return list(_compile(node, resource_type, types, context))
 
 
+# FHIRPath system types (``value.as(DateTime)``) and the FHIR types they stand for.
+_SYSTEM_TYPES = {
+    "DateTime": ("dateTime", "instant"),
+    "Date": ("date",),
+    "Time": ("time",),
+    "String": ("string", "code", "id", "markdown", "uri", "url", "canonical", "oid", "uuid"),
+    "Boolean": ("boolean",),
+    "Integer": ("integer", "positiveInt", "unsignedInt"),
+    "Decimal": ("decimal",),
+}
+
+
 def _is_type(actual: FhirType, wanted: str) -> bool:
-    if actual == wanted:
+    if actual == wanted or actual in _SYSTEM_TYPES.get(wanted.removeprefix("System."), ()):
         return True
     if wanted == "Quantity":
         return actual in QUANTITY_TYPES

@@ -9,7 +9,7 @@ sent ``Prefer: handling=strict``) they raise instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -120,11 +120,15 @@ class QueryParser:
         local_bases: Sequence[str] = (),
         default_offset: timedelta = DEFAULT_OFFSET,
         max_count: int = 1000,
+        unindexed: Collection[tuple[str, str]] = (),
     ) -> None:
+        """``unindexed``: (type, code) pairs the index cannot serve (``Extractor.unindexed``);
+        they are reported as unsupported rather than silently matching nothing."""
         self.registry = registry
         self._bases = tuple(b.rstrip("/") + "/" for b in local_bases)
         self._offset = default_offset
         self._max_count = max_count
+        self._unindexed = frozenset(unindexed)
 
     # -- entry points ------------------------------------------------------------
 
@@ -180,6 +184,26 @@ class QueryParser:
             ignored=tuple(acc.ignored),
         )
 
+    def parse_condition(self, resource_type: str, params: Sequence[tuple[str, str]]) -> SearchQuery:
+        """The criteria of a conditional create, update, delete or reference.
+
+        Stricter than a search: a criterion that cannot be understood, is empty or only
+        shapes results is an error, never ignored, so a condition cannot match more
+        resources than the client meant.
+        """
+        for name, value in params:
+            base = name.split(":", 1)[0]
+            if base in RESULT_PARAMS or base in ("_include", "_revinclude"):
+                raise _error(name, "has no meaning in a conditional operation")
+            if value == "" and base not in TRANSPORT_PARAMS:
+                raise _error(name, "a condition needs a value")
+        query = self.parse(resource_type, params, strict=True)
+        if query.ignored:
+            raise _error(query.ignored[0].name, query.ignored[0].reason)
+        if not query.clauses:
+            raise InvalidSearch("a conditional operation needs at least one search criterion")
+        return query
+
     def parse_everything(
         self, params: Sequence[tuple[str, str]], *, strict: bool = False
     ) -> EverythingQuery:
@@ -225,7 +249,7 @@ class QueryParser:
                 Ignored(name, IgnoredKind.UNKNOWN, f"not a search parameter of {rtype}")
             )
             return None
-        if not param.searchable:
+        if not param.searchable or (rtype, code) in self._unindexed:
             acc.ignored.append(Ignored(name, IgnoredKind.UNSUPPORTED, "not supported"))
             return None
         return self._param_clause(param, name, modifier, value, acc)
@@ -448,9 +472,14 @@ class QueryParser:
         if len(parts) != len(param.components):
             codes = "$".join(c.code for c in param.components)
             raise _error(name, f"{raw!r} needs {len(param.components)} parts joined by $: {codes}")
-        pairs = zip(param.components, parts, strict=True)
-        values = tuple(self._simple(c.type, name, part) for c, part in pairs)
-        return CompositeValue(values)
+        values: list[ComponentValue] = []
+        for comp, part in zip(param.components, parts, strict=True):
+            own = self.registry.param(param.resource_type, comp.code)
+            if comp.type is ParamType.REFERENCE and own is not None:
+                values.append(self._reference(own, name, None, unescape(part)))
+            else:
+                values.append(self._simple(comp.type, name, part))
+        return CompositeValue(tuple(values))
 
     # -- result parameters ----------------------------------------------------------
 
@@ -478,6 +507,8 @@ class QueryParser:
             found = self.registry.param(source, code)
             if found is None or found.type is not ParamType.REFERENCE:
                 raise _error(name, f"'{code}' is not a reference parameter of {source}")
+            if (source, code) in self._unindexed:
+                raise _error(name, f"'{code}' of {source} is not indexed")
             param = found
             if target is not None and target not in found.targets:
                 raise _error(name, f"{target} is not a target type of {source}.{code}")
@@ -498,6 +529,8 @@ class QueryParser:
                 raise _error("_sort", f"'{code}' is not a search parameter of {rtype}")
             if param.type in (ParamType.COMPOSITE, ParamType.SPECIAL) or not param.searchable:
                 raise _error("_sort", f"cannot sort by {param.type} parameter '{code}'")
+            if (rtype, code) in self._unindexed:
+                raise _error("_sort", f"'{code}' is not indexed, so it cannot sort")
             keys.append(SortKey(param, desc))
         return tuple(keys)
 

@@ -1,8 +1,10 @@
 """An in-memory twin of the SQL store, for fast tests of the exchange.
 
-It honours the same contract (tests/hie/storage run one suite against it, SQLite and
-PostgreSQL): one writer at a time, readers see only committed state, and a failed unit
-of work leaves nothing behind.
+It honours the CRUD and history part of the contract (tests/hie/storage run one suite
+against it, SQLite and PostgreSQL): one writer at a time, readers see only committed
+state, and a failed unit of work leaves nothing behind. It keeps each resource's index
+rows but does not evaluate searches: search semantics live in the SQL planner and are
+tested on SQLite and PostgreSQL (docs/search.md, "The memory twin").
 """
 
 from __future__ import annotations
@@ -12,17 +14,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+from hie.search.rows import IndexRow
 from hie.storage.ports import (
     AuditRecord,
-    Criterion,
-    Found,
+    EverythingRequest,
     HistoryQuery,
-    IdCriterion,
     NewVersion,
-    Page,
+    SearchPage,
+    SearchRequest,
     StoredResource,
-    TokenCriterion,
-    TokenRow,
     VersionConflict,
 )
 
@@ -31,7 +31,7 @@ from hie.storage.ports import (
 class _State:
     resources: dict[tuple[str, str], tuple[int, StoredResource]] = field(default_factory=dict)
     versions: list[tuple[int, int, StoredResource]] = field(default_factory=list)
-    tokens: dict[int, tuple[TokenRow, ...]] = field(default_factory=dict)
+    rows: dict[int, tuple[IndexRow, ...]] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
     next_pk: int = 1
     next_seq: int = 1
@@ -41,24 +41,9 @@ class _State:
             self,
             resources=dict(self.resources),
             versions=list(self.versions),
-            tokens=dict(self.tokens),
+            rows=dict(self.rows),
             audit=list(self.audit),
         )
-
-
-def _token_matches(rows: Sequence[TokenRow], criterion: TokenCriterion) -> bool:
-    for row in rows:
-        if row.param != criterion.param:
-            continue
-        for system, code in criterion.alternatives:
-            if code is not None and row.code != code:
-                continue
-            if system == "" and row.system is not None:
-                continue
-            if system and row.system != system:
-                continue
-            return True
-    return False
 
 
 class MemoryUnitOfWork:
@@ -101,30 +86,40 @@ class MemoryUnitOfWork:
         state.resources[(new.type, new.id)] = (pk, stored)
         state.versions.append((state.next_seq, pk, stored))
         state.next_seq += 1
-        state.tokens[pk] = tuple(new.tokens)
+        state.rows[pk] = tuple(new.rows)
 
-    def find(
-        self, type_: str, criteria: Sequence[Criterion], page: Page, *, with_total: bool
-    ) -> Found:
-        matches: list[tuple[int, StoredResource]] = []
-        for (rtype, _), (pk, stored) in self.state.resources.items():
-            if rtype != type_ or stored.deleted:
-                continue
-            ok = True
-            for criterion in criteria:
-                if isinstance(criterion, IdCriterion):
-                    ok = stored.id in criterion.ids
-                else:
-                    ok = _token_matches(self.state.tokens.get(pk, ()), criterion)
-                if not ok:
-                    break
-            if ok:
-                matches.append((pk, stored))
-        matches.sort(key=lambda item: item[0])
-        total = len(matches) if with_total else None
-        if page.after is not None:
-            matches = [m for m in matches if m[0] > page.after]
-        return Found(items=matches[: page.count], total=total)
+    def search(self, request: SearchRequest) -> SearchPage:
+        raise NotImplementedError("the memory twin does not evaluate searches (docs/search.md)")
+
+    def everything(self, request: EverythingRequest) -> SearchPage:
+        raise NotImplementedError("the memory twin does not evaluate searches (docs/search.md)")
+
+    def _current(self, type_: str | None) -> list[tuple[int, StoredResource]]:
+        return sorted(
+            (pk, stored)
+            for (rtype, _), (pk, stored) in self.state.resources.items()
+            if not stored.deleted and (type_ is None or rtype == type_)
+        )
+
+    def scan(
+        self, type_: str | None, after: int | None, limit: int
+    ) -> list[tuple[int, StoredResource]]:
+        rows = [item for item in self._current(type_) if after is None or item[0] > after]
+        return rows[:limit]
+
+    def count(self, type_: str | None) -> int:
+        return len(self._current(type_))
+
+    def reindex(self, key: int, rows: Sequence[IndexRow]) -> None:
+        if not self._write:
+            raise RuntimeError("write in a read-only unit of work")
+        if key not in self.state.rows and all(pk != key for pk, _ in self.state.resources.values()):
+            raise KeyError(f"no resource is stored under key {key}")
+        self.state.rows[key] = tuple(rows)
+
+    def index_rows(self, key: int) -> tuple[IndexRow, ...]:
+        """The index rows kept for a resource (for tests)."""
+        return self.state.rows.get(key, ())
 
     def _history(self, query: HistoryQuery) -> list[tuple[int, StoredResource]]:
         out = []

@@ -7,11 +7,15 @@ A unit of work is one database transaction; store functions never commit on thei
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
+
+from hie.search.query import SearchQuery
+from hie.search.rows import IndexRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,17 +32,12 @@ class StoredResource:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenRow:
-    """A token search-index row (``system|code``) for one search parameter."""
-
-    param: str
-    system: str | None
-    code: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class NewVersion:
-    """A version to write. ``expected_version`` guards against lost updates (None: create)."""
+    """A version to write. ``expected_version`` guards against lost updates (None: create).
+
+    ``rows`` are the search-index rows of the content (``hie.search.extract``); they
+    replace the resource's previous rows. A deletion has none.
+    """
 
     type: str
     id: str
@@ -48,41 +47,93 @@ class NewVersion:
     content: bytes
     method: str
     custodian: str | None = None
-    tokens: Sequence[TokenRow] = ()
+    rows: Sequence[IndexRow] = ()
     expected_version: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdCriterion:
-    ids: tuple[str, ...]
+# -- search ------------------------------------------------------------------------
+
+SortValue = int | str | Decimal | None
 
 
 @dataclass(frozen=True, slots=True)
-class TokenCriterion:
-    """Matches when any row of ``param`` matches any of the (system, code) alternatives.
+class Visibility:
+    """What the caller may see, applied by the store inside the query, before paging,
+    counting and includes: hidden resources never take a place on a page or in a total.
 
-    ``None`` means "any"; an empty-string system means "no system" (``|code``).
+    This is the seam for the consent decision point. Everything the decision can say
+    as a filter goes here: resources held by ``hidden_custodians`` (``Organization/x``)
+    or carrying a security label in ``hidden_labels`` (``(system, code)``) are removed.
+    The empty default hides nothing.
     """
 
-    param: str
-    alternatives: tuple[tuple[str | None, str | None], ...]
+    hidden_custodians: frozenset[str] = frozenset()
+    hidden_labels: frozenset[tuple[str, str]] = frozenset()
 
-
-Criterion = IdCriterion | TokenCriterion
+    @property
+    def everything(self) -> bool:
+        return not self.hidden_custodians and not self.hidden_labels
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
-    """Keyset position: results strictly after ``after`` in the query's order."""
+class Cursor:
+    """A keyset position: the sort values and storage key of a page's boundary resource.
 
+    ``before`` False: the page after the boundary (a next link); True: the page before it
+    (a previous link). Stores never use OFFSET, so concurrent writes cannot make a
+    page skip or repeat a resource whose sort values did not change.
+    """
+
+    values: tuple[SortValue, ...]
+    key: int
+    before: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Compartment:
+    """The patient compartment of ``patient_ids`` (one patient, or every source patient
+    an enterprise identity links). ``params``: resource type -> the reference parameters
+    that place a resource of that type in the compartment (R4 CompartmentDefinition)."""
+
+    patient_ids: frozenset[str]
+    params: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    query: SearchQuery
+    count: int  # page size; 0 asks only for the total
+    cursor: Cursor | None = None
+    total: bool = False  # count every match (after visibility)
+    estimate: bool = False  # a planner estimate is good enough for the total
+    compartment: Compartment | None = None
+    visibility: Visibility = field(default_factory=Visibility)
+    now: datetime | None = None  # for ``ap`` on dates (None: the store's clock)
+    max_includes: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class EverythingRequest:
+    """``Patient/[id]/$everything``: the compartment plus the resources its members refer
+    to whose types are outside every patient compartment (Practitioner, Organization,
+    Location, Medication...), ordered by storage key."""
+
+    compartment: Compartment
     count: int
-    after: int | None = None
+    types: frozenset[str] = frozenset()  # empty: every type
+    since: datetime | None = None
+    cursor: Cursor | None = None
+    total: bool = False
+    visibility: Visibility = field(default_factory=Visibility)
 
 
 @dataclass(frozen=True, slots=True)
-class Found:
-    items: list[tuple[int, StoredResource]]
+class SearchPage:
+    items: list[StoredResource]
+    included: list[StoredResource] = field(default_factory=list)
     total: int | None = None
+    next: Cursor | None = None
+    previous: Cursor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +183,23 @@ class UnitOfWork(Protocol):
     def write(self, new: NewVersion) -> None:
         """Write a version; raise VersionConflict if ``expected_version`` is stale."""
 
-    def find(
-        self, type_: str, criteria: Sequence[Criterion], page: Page, *, with_total: bool
-    ) -> Found:
-        """Current, not-deleted resources matching all criteria, ordered by storage key."""
+    def search(self, request: SearchRequest) -> SearchPage:
+        """Current, not-deleted, visible resources matching the query, one page in the
+        query's order (storage key last), with its includes and keyset cursors."""
+
+    def everything(self, request: EverythingRequest) -> SearchPage:
+        """One page of a patient compartment and what it refers to (``$everything``)."""
+
+    def scan(
+        self, type_: str | None, after: int | None, limit: int
+    ) -> list[tuple[int, StoredResource]]:
+        """Current, not-deleted resources by storage key (for ``hie search reindex``)."""
+
+    def count(self, type_: str | None) -> int:
+        """How many current, not-deleted resources there are (of a type, or in all)."""
+
+    def reindex(self, key: int, rows: Sequence[IndexRow]) -> None:
+        """Replace the search-index rows of the resource stored under ``key``."""
 
     def history(self, query: HistoryQuery) -> list[tuple[int, StoredResource]]:
         """Versions newest first, each with its global sequence number."""

@@ -9,14 +9,12 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    Column,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
-    Table,
     Text,
     UniqueConstraint,
 )
@@ -42,7 +40,12 @@ class ResourceRow(Base):
     """The current version of each resource (a deletion keeps its row, ``deleted`` set)."""
 
     __tablename__ = "resource"
-    __table_args__ = (UniqueConstraint("type", "id", name="uq_resource_type_id"),)
+    __table_args__ = (
+        UniqueConstraint("type", "id", name="uq_resource_type_id"),
+        # A type's resources in storage-key order (search pages without _sort) and by time.
+        Index("ix_resource_type_pk", "type", "pk"),
+        Index("ix_resource_type_last_updated_us", "type", "last_updated_us"),
+    )
 
     pk: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
     type: Mapped[str] = mapped_column(String(64))
@@ -74,20 +77,6 @@ class VersionRow(Base):
     method: Mapped[str] = mapped_column(String(8))
     custodian: Mapped[str | None] = mapped_column(String(128))
     content: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-# Search-index rows are never loaded as objects, so they are plain tables without a key.
-token_index = Table(
-    "idx_token",
-    Base.metadata,
-    Column("res_pk", ForeignKey("resource.pk", ondelete="CASCADE"), nullable=False),
-    Column("type", String(64), nullable=False),
-    Column("param", String(64), nullable=False),
-    Column("system", Text),
-    Column("code", Text),
-    Index("ix_idx_token_lookup", "type", "param", "code", "system"),
-    Index("ix_idx_token_res_pk", "res_pk"),
-)
 
 
 class AuditRow(Base):

@@ -11,13 +11,10 @@ from typing import Any, cast
 from sqlalchemy import (
     Engine,
     Table,
-    and_,
     bindparam,
     delete,
-    exists,
     func,
     insert,
-    or_,
     select,
     text,
     update,
@@ -25,23 +22,24 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from hie.search.rows import IndexRow
 from hie.storage.ports import (
     AuditRecord,
-    Criterion,
-    Found,
+    EverythingRequest,
     HistoryQuery,
-    IdCriterion,
     NewVersion,
-    Page,
+    SearchPage,
+    SearchRequest,
     StoredResource,
     VersionConflict,
 )
 from hie.storage.sql.engine import WRITE_OPTION, is_sqlite, writer_gate
-from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow, token_index
+from hie.storage.sql.index_tables import ALL_TABLES, group
+from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow
+from hie.storage.sql.search_plan import Planner
 
 R = cast(Table, ResourceRow.__table__)
 V = cast(Table, VersionRow.__table__)
-T = token_index
 A = cast(Table, AuditRow.__table__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -63,9 +61,10 @@ def _lock_id(key: str) -> int:
 class SqlUnitOfWork:
     """One database transaction, implementing ``hie.storage.ports.UnitOfWork``."""
 
-    def __init__(self, conn: Connection, sqlite: bool) -> None:
+    def __init__(self, conn: Connection, sqlite: bool, planner: Planner) -> None:
         self._conn = conn
         self._sqlite = sqlite
+        self._planner = planner
         self._pending: list[NewVersion] = []
         self._audit: list[AuditRecord] = []
 
@@ -105,32 +104,18 @@ class SqlUnitOfWork:
         ).first()
         return self._stored(row) if row else None
 
-    def _criterion(self, criterion: Criterion, type_: str) -> ColumnElement[bool]:
-        if isinstance(criterion, IdCriterion):
-            return R.c.id.in_(criterion.ids)
-        alternatives = []
-        for system, code in criterion.alternatives:
-            parts: list[ColumnElement[bool]] = []
-            if code is not None:
-                parts.append(T.c.code == code)
-            if system == "":
-                parts.append(T.c.system.is_(None))
-            elif system is not None:
-                parts.append(T.c.system == system)
-            alternatives.append(and_(*parts) if parts else T.c.code.is_not(None))
-        return exists().where(
-            T.c.res_pk == R.c.pk,
-            T.c.type == type_,
-            T.c.param == criterion.param,
-            or_(*alternatives),
-        )
-
-    def find(
-        self, type_: str, criteria: Sequence[Criterion], page: Page, *, with_total: bool
-    ) -> Found:
+    def search(self, request: SearchRequest) -> SearchPage:
         self.flush()
-        where = [R.c.type == type_, R.c.deleted.is_(False)]
-        where += [self._criterion(c, type_) for c in criteria]
+        return self._planner.search(self._conn, request)
+
+    def everything(self, request: EverythingRequest) -> SearchPage:
+        self.flush()
+        return self._planner.everything(self._conn, request)
+
+    def scan(
+        self, type_: str | None, after: int | None, limit: int
+    ) -> list[tuple[int, StoredResource]]:
+        self.flush()
         query = select(
             R.c.pk,
             R.c.type,
@@ -140,17 +125,28 @@ class SqlUnitOfWork:
             R.c.deleted,
             R.c.content,
             R.c.custodian,
-        ).where(*where)
-        if page.after is not None:
-            query = query.where(R.c.pk > page.after)
-        rows = self._conn.execute(query.order_by(R.c.pk).limit(page.count)).all()
-        total = None
-        if with_total:
-            total = self._conn.execute(
-                select(func.count()).select_from(R).where(*where)
-            ).scalar_one()
-        items = [(row[0], self._stored(row[1:])) for row in rows]
-        return Found(items=items, total=total)
+        ).where(R.c.deleted.is_(False))
+        if type_ is not None:
+            query = query.where(R.c.type == type_)
+        if after is not None:
+            query = query.where(R.c.pk > after)
+        rows = self._conn.execute(query.order_by(R.c.pk).limit(limit)).all()
+        return [(int(row[0]), self._stored(row[1:])) for row in rows]
+
+    def count(self, type_: str | None) -> int:
+        self.flush()
+        query = select(func.count()).select_from(R).where(R.c.deleted.is_(False))
+        if type_ is not None:
+            query = query.where(R.c.type == type_)
+        return int(self._conn.execute(query).scalar_one())
+
+    def reindex(self, key: int, rows: Sequence[IndexRow]) -> None:
+        self.flush()
+        found = self._conn.execute(select(R.c.type).where(R.c.pk == key)).first()
+        if found is None:
+            raise KeyError(f"no resource is stored under key {key}")
+        self._delete_index(key)
+        self._insert_index([(key, str(found[0]), rows)])
 
     def _history_where(self, query: HistoryQuery) -> list[ColumnElement[bool]]:
         where: list[ColumnElement[bool]] = []
@@ -219,7 +215,7 @@ class SqlUnitOfWork:
                 f"{new.type}/{new.id} is no longer at version {new.expected_version}"
             )
         res_pk = int(row[0])
-        self._conn.execute(_DELETE_TOKENS, {"w_pk": res_pk})
+        self._delete_index(res_pk)
         self._insert_dependents([(res_pk, new)])
 
     def flush(self) -> None:
@@ -245,13 +241,15 @@ class SqlUnitOfWork:
                 for pk, n in written
             ],
         )
-        tokens = [
-            {"res_pk": pk, "type": n.type, "param": t.param, "system": t.system, "code": t.code}
-            for pk, n in written
-            for t in n.tokens
-        ]
-        if tokens:
-            self._conn.execute(insert(T), tokens)
+        self._insert_index([(pk, n.type, n.rows) for pk, n in written if n.rows])
+
+    def _insert_index(self, written: list[tuple[int, str, Sequence[IndexRow]]]) -> None:
+        for table, values in group(written, sqlite=self._sqlite).items():
+            self._conn.execute(_INSERTS[table], values)
+
+    def _delete_index(self, res_pk: int) -> None:
+        for statement in _DELETES:
+            self._conn.execute(statement, {"w_pk": res_pk})
 
     def append_audit(self, records: Sequence[AuditRecord]) -> None:
         self._audit.extend(records)
@@ -298,7 +296,8 @@ _UPDATE_CURRENT = (
     )
     .returning(R.c.pk)
 )
-_DELETE_TOKENS = delete(T).where(T.c.res_pk == bindparam("w_pk"))
+_INSERTS = {table: insert(table) for table in ALL_TABLES}
+_DELETES = [delete(table).where(table.c.res_pk == bindparam("w_pk")) for table in ALL_TABLES]
 
 
 class SqlStore:
@@ -309,6 +308,7 @@ class SqlStore:
         url = engine.url.render_as_string(hide_password=False)
         self._sqlite = is_sqlite(url)
         self._gate = writer_gate(url)
+        self._planner = Planner(sqlite=self._sqlite)
         mark = "?" if self._sqlite else "%s"
         columns = "r.type, r.id, {v}.version, {v}.last_updated_us, {v}.deleted, {v}.content, {v}.custodian"
         self._sql_current = f"SELECT {columns.format(v='r')} FROM resource r WHERE r.type = {mark} AND r.id = {mark}"
@@ -324,7 +324,7 @@ class SqlStore:
             if write:
                 conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
-                uow = SqlUnitOfWork(conn, self._sqlite)
+                uow = SqlUnitOfWork(conn, self._sqlite, self._planner)
                 yield uow
                 uow.flush()
 

@@ -183,9 +183,18 @@ def test_conditional_create(api: Api) -> None:
     assert multiple.status_code == 412
     by_id = api.post("Patient", patient("z"), headers={"If-None-Exist": f"_id={created_id(first)}"})
     assert by_id.status_code == 200
-    unknown = api.post("Patient", patient("z"), headers={"If-None-Exist": "name=zhang"})
+    # Any search is a condition; one the server cannot read is an error, never ignored.
+    by_name = {"If-None-Exist": "name=张"}
+    assert api.post("Patient", patient("z"), headers=by_name).status_code == 412
+    her = patient("f", gender="female", birthDate="1990-05-01")
+    by_gender = {"If-None-Exist": "gender=female&birthdate=1990"}
+    assert api.post("Patient", her, headers=by_gender).status_code == 201
+    assert api.post("Patient", her, headers=by_gender).status_code == 200
+    unknown = api.post("Patient", patient("z"), headers={"If-None-Exist": "nickname=zhang"})
     assert unknown.status_code == 400
-    assert "name" in unknown.get_json()["issue"][0]["diagnostics"]
+    assert "nickname" in unknown.get_json()["issue"][0]["diagnostics"]
+    shaping = api.post("Patient", patient("z"), headers={"If-None-Exist": "_count=1"})
+    assert shaping.status_code == 400
 
 
 def test_conditional_update_and_delete(api: Api) -> None:

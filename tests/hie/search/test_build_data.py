@@ -72,6 +72,25 @@ def test_build_and_load(tmp_path: Path) -> None:
         {"resourceType": "Thing", "status": "ok", "valueCoding": {"system": "s", "code": "c"}}
     )
     assert rows == [TokenRow("status", None, "ok"), TokenRow("value", "s", "c")]
+    assert registry.compartment("Patient") == {}  # no compartment file given
+
+
+def test_compartment_and_summary_elements(tmp_path: Path) -> None:
+    thing = sd("Thing", "resource", [("Thing.status", ["code"]), ("Thing.note", ["string"])])
+    elements = thing["resource"]["snapshot"]["element"]
+    elements[1].update({"isSummary": True, "min": 1})
+    resources = {"entry": [thing]}
+    (tmp_path / "profiles-resources.json").write_text(json.dumps(resources))
+    (tmp_path / "profiles-types.json").write_text(json.dumps({"entry": []}))
+    compartment = {"resource": [{"code": "Thing", "param": ["status"]}, {"code": "Other"}]}
+    (tmp_path / "compartmentdefinition-patient.json").write_text(json.dumps(compartment))
+    (tmp_path / "sp.json").write_text(json.dumps({"entry": []}))
+    out = tmp_path / "out.json"
+    assert build_data.main([str(tmp_path / "sp.json"), str(tmp_path), str(out)]) == 0
+    registry = SearchRegistry(json.loads(out.read_text()))
+    assert registry.compartment("Patient") == {"Thing": ("status",)}
+    assert registry.summary_elements("Thing") == ("status",)
+    assert registry.mandatory_elements("Thing") == ("status",)
 
 
 def test_usage_message() -> None:

@@ -142,3 +142,17 @@ def test_coverage_lists_all_types(extractor: Extractor, registry: SearchRegistry
     assert len(extractor.coverage()) == total
     compiled = [c for c in extractor.coverage() if c.route is Route.COMPILED]
     assert len(compiled) > 2200
+
+
+def test_patient_compartment_and_shapes_come_with_the_definitions() -> None:
+    from hie.search import default_registry
+
+    registry = default_registry()
+    compartment = registry.compartment("Patient")
+    assert compartment["Observation"] == ("subject", "performer")
+    assert compartment["Patient"] == ("link",)
+    assert "Practitioner" not in compartment
+    assert registry.compartment("Nothing") == {}
+    assert "deceased[x]" in registry.summary_elements("Patient")
+    assert "communication" not in registry.summary_elements("Patient")
+    assert registry.mandatory_elements("Observation") == ("status", "code")

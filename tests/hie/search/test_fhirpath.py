@@ -107,3 +107,14 @@ def test_extension_function(types: ElementTypes) -> None:
 def test_outside_the_subset(types: ElementTypes, text: str) -> None:
     with pytest.raises(Unsupported):
         compile_branches(parse(text), "Patient", types)
+
+
+def test_system_types_in_as_match_their_fhir_types() -> None:
+    from hie.search import default_registry
+    from hie.search.fhirpath import ElementTypes, compile_branches, parse
+
+    types = ElementTypes(default_registry().element_types)
+    branches = compile_branches(
+        parse("value.as(DateTime) | value.as(Period)"), "Observation", types, "Observation"
+    )
+    assert {b.type for b in branches} == {"dateTime", "Period"}

@@ -517,3 +517,58 @@ def test_parser_never_crashes(
     if error is not None:
         assert error.message
         assert error.outcome()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("_count", "1")],
+        [("identifier", "a"), ("_sort", "name")],
+        [("identifier", "a"), ("_include", "Patient:organization")],
+        [("nickname", "x")],
+        [("identifier", "")],
+        [("_text", "x")],
+        [],
+        [("_format", "json")],
+    ],
+)
+def test_conditions_never_ignore_a_criterion(
+    parser: QueryParser, params: list[tuple[str, str]]
+) -> None:
+    with pytest.raises(InvalidSearch):
+        parser.parse_condition("Patient", params)
+
+
+def test_conditions_accept_any_search(parser: QueryParser) -> None:
+    query = parser.parse_condition(
+        "Patient",
+        [
+            ("name", "张"),
+            ("birthdate", "ge1980"),
+            ("general-practitioner.name", "li"),
+            ("_format", "json"),
+        ],
+    )
+    assert len(query.clauses) == 3
+
+
+def test_unindexed_parameters_are_unsupported_not_silently_empty(
+    parser: QueryParser,
+) -> None:
+    narrow = QueryParser(parser.registry, unindexed={("Bundle", "composition")})
+    query = narrow.parse("Bundle", [("composition", "Composition/1")])
+    assert query.clauses == ()
+    assert query.ignored[0].name == "composition"
+    with pytest.raises(InvalidSearch, match="composition"):
+        narrow.parse("Bundle", [("composition", "x")], strict=True)
+    with pytest.raises(InvalidSearch, match="_sort"):
+        narrow.parse("Bundle", [("_sort", "composition")])
+
+
+def test_composite_reference_components_are_references(parser: QueryParser) -> None:
+    query = parser.parse("DocumentReference", [("relationship", "DocumentReference/d1$replaces")])
+    clause = query.clauses[0]
+    assert isinstance(clause, ParamClause)
+    value = clause.values[0]
+    assert isinstance(value, CompositeValue)
+    assert value.components[0] == ReferenceValue("DocumentReference", "d1")

@@ -1,4 +1,8 @@
-"""One contract, three stores: memory, SQLite and PostgreSQL behave the same."""
+"""One contract, three stores: memory, SQLite and PostgreSQL behave the same.
+
+The memory twin covers the CRUD and history part; searching is the SQL stores' alone
+(the search semantics are tested in depth by tests/hie/search/conformance).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from hie.search import QueryParser, default_registry
+from hie.search.rows import IndexRow, StringRow, TokenRow
 from hie.storage.memory import MemoryStore
 from hie.storage.ports import (
     AuditRecord,
+    Cursor,
     HistoryQuery,
-    IdCriterion,
     NewVersion,
-    Page,
+    SearchRequest,
     Store,
-    TokenCriterion,
-    TokenRow,
+    UnitOfWork,
     VersionConflict,
 )
 from hie.storage.sql.engine import build_engine
@@ -38,12 +43,31 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     sql.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    sql = SqlStore(build_engine(fresh_database(request.param, request, tmp_path)))
+    yield sql
+    sql.close()
+
+
+PARSER = QueryParser(default_registry())
+
+
+def search(
+    uow: UnitOfWork, type_: str, query: str, count: int = 10, cursor: Cursor | None = None
+) -> tuple[list[str], int | None, Cursor | None]:
+    params = [tuple(p.split("=", 1)) for p in query.split("&") if p]
+    parsed = PARSER.parse(type_, params)  # type: ignore[arg-type]
+    page = uow.search(SearchRequest(parsed, count, cursor, total=True))
+    return [s.id for s in page.items], page.total, page.next
+
+
 def version(
     type_: str,
     id_: str,
     v: int,
     *,
-    tokens: tuple[TokenRow, ...] = (),
+    rows: tuple[IndexRow, ...] = (),
     deleted: bool = False,
     at: datetime = T0,
     expected: int | None = None,
@@ -53,9 +77,7 @@ def version(
         if deleted
         else b'{"resourceType":"%s","id":"%s","v":%d}' % (type_.encode(), id_.encode(), v)
     )
-    return NewVersion(
-        type_, id_, v, at, deleted, content, "PUT", "Organization/a", tokens, expected
-    )
+    return NewVersion(type_, id_, v, at, deleted, content, "PUT", "Organization/a", rows, expected)
 
 
 def test_write_then_read_current_and_versions(store: Store) -> None:
@@ -103,73 +125,72 @@ def test_failed_unit_of_work_leaves_nothing(store: Store) -> None:
         assert uow.history(HistoryQuery(type="Patient")) == []
 
 
-def test_find_by_id_and_token_with_keyset_paging(store: Store) -> None:
+def test_search_by_id_and_token_with_keyset_paging(sql_store: Store) -> None:
+    store = sql_store
     with store.unit_of_work(write=True) as uow:
         for n in range(5):
-            tokens = (
+            rows = (
                 TokenRow("identifier", "urn:mrn", f"m{n % 2}"),
                 TokenRow("identifier", None, "bare"),
             )
-            uow.write(version("Patient", f"p{n}", 1, tokens=tokens))
+            uow.write(version("Patient", f"p{n}", 1, rows=rows))
         uow.write(version("Patient", "d", 1, deleted=True))
     with store.unit_of_work(write=False) as uow:
-        found = uow.find(
-            "Patient",
-            [TokenCriterion("identifier", (("urn:mrn", "m0"),))],
-            Page(10),
-            with_total=True,
-        )
-        assert [s.id for _, s in found.items] == ["p0", "p2", "p4"]
-        assert found.total == 3
-        page1 = uow.find("Patient", [], Page(2), with_total=True)
-        assert [s.id for _, s in page1.items] == ["p0", "p1"]
-        assert page1.total == 5  # deletions never count
-        page2 = uow.find("Patient", [], Page(2, after=page1.items[-1][0]), with_total=False)
-        assert [s.id for _, s in page2.items] == ["p2", "p3"]
-        assert page2.total is None
-        by_code = uow.find(
-            "Patient", [TokenCriterion("identifier", ((None, "m1"),))], Page(10), with_total=False
-        )
-        assert [s.id for _, s in by_code.items] == ["p1", "p3"]
-        no_system = uow.find(
-            "Patient", [TokenCriterion("identifier", (("", "bare"),))], Page(10), with_total=False
-        )
-        assert len(no_system.items) == 5
-        any_code = uow.find(
-            "Patient",
-            [TokenCriterion("identifier", (("urn:mrn", None),))],
-            Page(10),
-            with_total=False,
-        )
-        assert len(any_code.items) == 5
-        both = uow.find(
-            "Patient",
-            [
-                IdCriterion(("p1", "p2")),
-                TokenCriterion("identifier", (("urn:mrn", "m1"), ("urn:mrn", "zz"))),
-            ],
-            Page(10),
-            with_total=False,
-        )
-        assert [s.id for _, s in both.items] == ["p1"]
+        assert search(uow, "Patient", "identifier=urn:mrn|m0")[:2] == (["p0", "p2", "p4"], 3)
+        page1, total, after = search(uow, "Patient", "", count=2)
+        assert (page1, total) == (["p0", "p1"], 5)  # deletions never count
+        page2, _, _ = search(uow, "Patient", "", count=2, cursor=after)
+        assert page2 == ["p2", "p3"]
+        assert search(uow, "Patient", "identifier=m1")[0] == ["p1", "p3"]
+        assert len(search(uow, "Patient", "identifier=|bare")[0]) == 5
+        assert len(search(uow, "Patient", "identifier=urn:mrn|")[0]) == 5
+        both = search(uow, "Patient", "_id=p1,p2&identifier=urn:mrn|m1,urn:mrn|zz")[0]
+        assert both == ["p1"]
 
 
-def test_update_replaces_index_rows(store: Store) -> None:
+def test_memory_twin_keeps_rows_but_does_not_search() -> None:
+    store = MemoryStore()
     with store.unit_of_work(write=True) as uow:
-        uow.write(version("Patient", "p", 1, tokens=(TokenRow("identifier", "s", "old"),)))
+        uow.write(version("Patient", "p", 1, rows=(StringRow("name", "zhang", "Zhang"),)))
+    with store.unit_of_work(write=False) as uow:
+        ((key, _),) = uow.scan("Patient", None, 10)
+        assert uow.index_rows(key) == (StringRow("name", "zhang", "Zhang"),)
+        with pytest.raises(NotImplementedError):
+            uow.search(SearchRequest(PARSER.parse("Patient", []), 10))
+
+
+def test_update_replaces_index_rows(sql_store: Store) -> None:
+    store = sql_store
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "p", 1, rows=(TokenRow("identifier", "s", "old"),)))
     with store.unit_of_work(write=True) as uow:
         uow.write(
-            version("Patient", "p", 2, tokens=(TokenRow("identifier", "s", "new"),), expected=1)
+            version("Patient", "p", 2, rows=(TokenRow("identifier", "s", "new"),), expected=1)
         )
     with store.unit_of_work(write=False) as uow:
-        old = uow.find(
-            "Patient", [TokenCriterion("identifier", (("s", "old"),))], Page(5), with_total=False
-        )
-        new = uow.find(
-            "Patient", [TokenCriterion("identifier", (("s", "new"),))], Page(5), with_total=False
-        )
-        assert old.items == []
-        assert [s.id for _, s in new.items] == ["p"]
+        assert search(uow, "Patient", "identifier=s|old")[0] == []
+        assert search(uow, "Patient", "identifier=s|new")[0] == ["p"]
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "p", 3, deleted=True, expected=2))
+    with store.unit_of_work(write=False) as uow:
+        assert search(uow, "Patient", "identifier=s|new")[0] == []
+
+
+def test_scan_count_and_reindex(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        for n in range(3):
+            uow.write(version("Patient", f"p{n}", 1))
+        uow.write(version("Observation", "o", 1))
+        uow.write(version("Patient", "gone", 1, deleted=True))
+    with store.unit_of_work(write=True) as uow:
+        assert uow.count(None) == 4
+        assert uow.count("Patient") == 3
+        first = uow.scan("Patient", None, 2)
+        rest = uow.scan("Patient", first[-1][0], 2)
+        assert [s.id for _, s in first + rest] == ["p0", "p1", "p2"]
+        uow.reindex(first[0][0], [TokenRow("identifier", "s", "again")])
+        with pytest.raises(KeyError):
+            uow.reindex(10_000, [])
 
 
 def test_history_newest_first_filtered_and_paged(store: Store) -> None:

@@ -1,0 +1,847 @@
+"""The SQL planner: a typed search query (:mod:`hie.search.query`) -> SQL over the index.
+
+Every clause becomes a set condition on the resource row ``r``:
+``r.pk IN (SELECT res_pk FROM idx_x WHERE param = :key AND <value conditions>)``.
+Values of one parameter are OR-ed inside the sub-select, clauses are AND-ed. ``:not``
+and ``:missing=true`` use ``NOT IN``. Chains join ``idx_reference`` to the target
+resource and apply the rest of the chain to it; ``_has`` goes the other way. The
+sub-selects are not correlated, so both PostgreSQL and SQLite may drive the query
+from whichever index is most selective.
+
+Range comparisons come from :mod:`hie.search.predicates` (the same rules the tests
+use), rendered here as SQL. Pages use keyset conditions over the sort keys and the
+storage key, never OFFSET. Visibility (the consent seam) is a WHERE condition on every
+resource the query touches: matches, chain targets, ``_has`` sources and includes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    union,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy.sql.expression import FromClause
+
+from hie.search.dates import date_predicate, from_datetime
+from hie.search.definitions import ParamType, SearchParamDef
+from hie.search.numbers import UCUM, number_predicate, ucum_canonical
+from hie.search.predicates import Compare, Predicate
+from hie.search.query import (
+    ChainClause,
+    Clause,
+    ComponentValue,
+    CompositeValue,
+    DateValue,
+    HasClause,
+    Include,
+    MissingValue,
+    Modifier,
+    NumberValue,
+    OfTypeValue,
+    ParamClause,
+    QuantityValue,
+    ReferenceValue,
+    SearchQuery,
+    SortKey,
+    StringValue,
+    TextValue,
+    TokenValue,
+    UriValue,
+)
+from hie.storage.ports import (
+    Compartment,
+    Cursor,
+    EverythingRequest,
+    SearchPage,
+    SearchRequest,
+    SortValue,
+    StoredResource,
+    Visibility,
+)
+from hie.storage.sql.index_tables import (
+    component_prefix,
+    composite_tables,
+    date_table,
+    number_table,
+    of_type_table,
+    param_key,
+    quantity_table,
+    reference_table,
+    string_table,
+    token_table,
+    token_text_table,
+    uri_table,
+)
+from hie.storage.sql.models import ResourceRow
+
+R = cast(Table, ResourceRow.__table__)
+Cols = Callable[[str], KeyedColumnElement[Any]]
+_TOP = "\U0010ffff"  # above every character: "p" <= x < "p" + _TOP is "x starts with p"
+_MAX_INCLUDE_ROUNDS = 8
+_KINDS = {
+    ParamType.TOKEN: "token",
+    ParamType.STRING: "string",
+    ParamType.DATE: "date",
+    ParamType.NUMBER: "number",
+    ParamType.QUANTITY: "quantity",
+    ParamType.REFERENCE: "reference",
+    ParamType.URI: "uri",
+}
+_RESOURCE_COLUMNS = ("pk", "type", "id", "version", "last_updated_us", "deleted", "content")
+
+
+def _cols(table: Any, prefix: str = "") -> Cols:
+    def col(name: str) -> KeyedColumnElement[Any]:
+        return cast(KeyedColumnElement[Any], table.c[prefix + name])
+
+    return col
+
+
+def _starts_with(column: KeyedColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+    if not prefix:
+        return column.is_not(None)
+    return and_(column >= prefix, column < prefix + _TOP)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _uri_prefixes(uri: str) -> list[str]:
+    """``uri`` and every prefix of it that ends at a path boundary (for ``:above``)."""
+    out = {uri}
+    for i, ch in enumerate(uri):
+        if ch == "/" and i > 0:
+            out.add(uri[:i])
+            out.add(uri[: i + 1])
+    return sorted(out)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def stored(row: Any, offset: int = 1) -> StoredResource:
+    """A StoredResource from a row of (pk, type, id, version, last_updated_us, deleted,
+    content, custodian, ...)."""
+    return StoredResource(
+        type=row[offset],
+        id=row[offset + 1],
+        version=row[offset + 2],
+        last_updated=_EPOCH + timedelta(microseconds=row[offset + 3]),
+        deleted=row[offset + 4],
+        content=row[offset + 5],
+        custodian=row[offset + 6],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _SortSpec:
+    expr: ColumnElement[Any]
+    descending: bool
+
+
+class Planner:
+    """Builds and runs search SQL for one dialect; immutable, share freely."""
+
+    def __init__(self, *, sqlite: bool) -> None:
+        self._sqlite = sqlite
+
+    # -- values ------------------------------------------------------------------------
+
+    def _num(self, value: int | Decimal) -> Any:
+        if self._sqlite and isinstance(value, Decimal):
+            return float(value)
+        return value
+
+    def _compare(self, col: KeyedColumnElement[Any], c: Compare, nullable: bool) -> Any:
+        value = self._num(c.value)
+        if c.op == "<":
+            cond = col < value
+        elif c.op == "<=":
+            cond = col <= value
+        elif c.op == ">":
+            cond = col > value
+        else:
+            cond = col >= value
+        if not nullable:
+            return cond
+        # A NULL low is below everything, a NULL high above everything (open ranges).
+        if (c.column == "low") == (c.op in ("<", "<=")):
+            return or_(col.is_(None), cond)
+        return cond
+
+    def _predicate(
+        self,
+        pred: Predicate,
+        low: KeyedColumnElement[Any],
+        high: KeyedColumnElement[Any],
+        *,
+        nullable: bool,
+    ) -> ColumnElement[bool]:
+        return or_(
+            *(
+                and_(
+                    *(self._compare(low if c.column == "low" else high, c, nullable) for c in conj)
+                )
+                for conj in pred.clauses
+            )
+        )
+
+    def _token(self, cols: Cols, v: TokenValue) -> ColumnElement[bool]:
+        parts: list[ColumnElement[bool]] = []
+        if v.code is not None:
+            parts.append(cols("code") == v.code)
+        if v.match_system:
+            parts.append(
+                cols("system").is_(None) if v.system is None else cols("system") == v.system
+            )
+        return and_(*parts) if parts else true()
+
+    def _identifier(self, cols: Cols, v: TokenValue) -> ColumnElement[bool]:
+        parts: list[ColumnElement[bool]] = []
+        if v.code is not None:
+            parts.append(cols("identifier_value") == v.code)
+        else:
+            parts.append(cols("identifier_value").is_not(None))
+        if v.match_system:
+            col = cols("identifier_system")
+            parts.append(col.is_(None) if v.system is None else col == v.system)
+        return and_(*parts)
+
+    def _quantity(self, cols: Cols, v: QuantityValue) -> ColumnElement[bool]:
+        pred = number_predicate(v.prefix, v.value)
+        canon = ucum_canonical(v.code) if v.system == UCUM and v.code else None
+        if canon is not None:
+            factor, code = canon
+            scaled = Predicate(
+                tuple(
+                    tuple(replace(c, value=c.value * factor) for c in conj) for conj in pred.clauses
+                )
+            )
+            return and_(
+                cols("canonical_code") == code,
+                self._predicate(
+                    scaled, cols("canonical_low"), cols("canonical_high"), nullable=True
+                ),
+            )
+        parts: list[ColumnElement[bool]] = []
+        if v.system is not None:
+            parts.append(cols("system") == v.system)
+            parts.append(cols("code") == v.code)
+        elif v.code is not None:
+            parts.append(or_(cols("code") == v.code, cols("unit") == v.code))
+        parts.append(self._predicate(pred, cols("low"), cols("high"), nullable=True))
+        return and_(*parts)
+
+    def _reference(
+        self, cols: Cols, v: ReferenceValue, target_type: str | None
+    ) -> ColumnElement[bool]:
+        if v.url is not None:
+            cond = cols("url") == v.url
+            return and_(cond, cols("version") == v.version) if v.version else cond
+        parts = [cols("target_id") == v.id]
+        rtype = v.type or target_type
+        if rtype is not None:
+            parts.append(cols("target_type") == rtype)
+        if v.version is not None:
+            parts.append(cols("version") == v.version)
+        return and_(*parts)
+
+    def _component(self, cols: Cols, v: ComponentValue, now_us: int) -> ColumnElement[bool]:
+        if isinstance(v, TokenValue):
+            return self._token(cols, v)
+        if isinstance(v, StringValue):
+            return _starts_with(cols("norm"), v.norm)
+        if isinstance(v, DateValue):
+            pred = date_predicate(v.prefix, v.range, now_us)
+            return self._predicate(pred, cols("low"), cols("high"), nullable=False)
+        if isinstance(v, NumberValue):
+            pred = number_predicate(v.prefix, v.value)
+            return self._predicate(pred, cols("low"), cols("high"), nullable=True)
+        if isinstance(v, QuantityValue):
+            return self._quantity(cols, v)
+        if isinstance(v, ReferenceValue):
+            return self._reference(cols, v, None)
+        assert isinstance(v, UriValue)
+        return cols("uri") == v.uri
+
+    # -- clauses -------------------------------------------------------------------
+
+    def condition(
+        self, r: FromClause, clause: Clause, rtype: str, ctx: _Context
+    ) -> ColumnElement[bool]:
+        """The condition that resource row ``r`` (of type ``rtype``) matches ``clause``."""
+        if isinstance(clause, ChainClause):
+            return self._chain(r, clause, ctx)
+        if isinstance(clause, HasClause):
+            return self._has(r, clause, rtype, ctx)
+        return self._param(r, clause, ctx)
+
+    def _param(self, r: FromClause, c: ParamClause, ctx: _Context) -> ColumnElement[bool]:
+        p = c.param
+        if p.column is not None:
+            return self._column_param(r, c, ctx)
+        key = param_key(p.resource_type, p.code)
+        if c.modifier is Modifier.MISSING:
+            assert isinstance(c.values[0], MissingValue)
+            present = or_(*(r.c.pk.in_(self._rows(t, key)) for t in _tables_of(p)))
+            return not_(present) if c.values[0].missing else present
+        table, cond = self._values(p, c, ctx.now_us)
+        rows = self._rows(table, key).where(cond)
+        if c.modifier is Modifier.NOT:
+            return r.c.pk.not_in(rows)
+        return r.c.pk.in_(rows)
+
+    @staticmethod
+    def _rows(table: Table, key: int) -> Select[Any]:
+        return select(table.c.res_pk).where(table.c.param == key)
+
+    def _values(
+        self, p: SearchParamDef, c: ParamClause, now_us: int
+    ) -> tuple[Table, ColumnElement[bool]]:
+        mod = c.modifier
+        values = c.values
+        if p.type is ParamType.TOKEN:
+            if mod is Modifier.TEXT:
+                col = token_text_table.c.text
+                conds = []
+                for v in values:
+                    assert isinstance(v, TextValue)
+                    conds.append(_starts_with(col, v.norm))
+                    conds.append(col.like("% " + _like_escape(v.norm) + "%", escape="\\"))
+                return token_text_table, or_(*conds)
+            if mod is Modifier.OF_TYPE:
+                t = of_type_table
+                conds = []
+                for v in values:
+                    assert isinstance(v, OfTypeValue)
+                    parts = [t.c.type_code == v.type_code, t.c.value == v.value]
+                    if v.type_system is not None:
+                        parts.append(t.c.type_system == v.type_system)
+                    conds.append(and_(*parts))
+                return t, or_(*conds)
+            cols = _cols(token_table)
+            return token_table, or_(*(self._token(cols, cast(TokenValue, v)) for v in values))
+        if p.type is ParamType.STRING:
+            t = string_table
+            conds = []
+            for v in values:
+                assert isinstance(v, StringValue)
+                if mod is Modifier.EXACT:
+                    conds.append(t.c.exact == v.text)
+                elif mod is Modifier.CONTAINS:
+                    conds.append(t.c.norm.like("%" + _like_escape(v.norm) + "%", escape="\\"))
+                else:
+                    conds.append(_starts_with(t.c.norm, v.norm))
+            return t, or_(*conds)
+        if p.type is ParamType.REFERENCE:
+            cols = _cols(reference_table)
+            if mod is Modifier.IDENTIFIER:
+                conds = [self._identifier(cols, cast(TokenValue, v)) for v in values]
+            else:
+                conds = [
+                    self._reference(cols, cast(ReferenceValue, v), c.target_type) for v in values
+                ]
+                if c.target_type is not None:
+                    conds = [and_(reference_table.c.target_type == c.target_type, or_(*conds))]
+            return reference_table, or_(*conds)
+        if p.type is ParamType.URI:
+            t = uri_table
+            conds = []
+            for v in values:
+                assert isinstance(v, UriValue)
+                if mod is Modifier.BELOW:
+                    conds.append(_starts_with(t.c.uri, v.uri))
+                elif mod is Modifier.ABOVE:
+                    conds.append(t.c.uri.in_(_uri_prefixes(v.uri)))
+                else:
+                    conds.append(t.c.uri == v.uri)
+            return t, or_(*conds)
+        if p.type is ParamType.COMPOSITE:
+            signature = tuple(_KINDS[comp.type] for comp in p.components)
+            table = composite_tables[signature]
+            conds = []
+            for v in values:
+                assert isinstance(v, CompositeValue)
+                conds.append(
+                    and_(
+                        *(
+                            self._component(_cols(table, component_prefix(i)), cv, now_us)
+                            for i, cv in enumerate(v.components)
+                        )
+                    )
+                )
+            return table, or_(*conds)
+        table = {
+            ParamType.DATE: date_table,
+            ParamType.NUMBER: number_table,
+            ParamType.QUANTITY: quantity_table,
+        }[p.type]
+        cols = _cols(table)
+        return table, or_(*(self._component(cols, cast(ComponentValue, v), now_us) for v in values))
+
+    def _column_param(self, r: FromClause, c: ParamClause, ctx: _Context) -> ColumnElement[bool]:
+        p = c.param
+        if c.modifier is Modifier.MISSING:
+            assert isinstance(c.values[0], MissingValue)
+            return false() if c.values[0].missing else true()
+        if p.column == "id":
+            ids = [cast(TokenValue, v).code for v in c.values]
+            if c.modifier is Modifier.NOT:
+                return r.c.id.not_in(ids)
+            return r.c.id.in_(ids)
+        col = r.c.last_updated_us
+        preds = []
+        for v in c.values:
+            assert isinstance(v, DateValue)
+            pred = date_predicate(v.prefix, v.range, ctx.now_us)
+            preds.append(self._predicate(pred, col, col, nullable=False))
+        return or_(*preds)
+
+    def _chain(self, r: FromClause, c: ChainClause, ctx: _Context) -> ColumnElement[bool]:
+        key = param_key(c.param.resource_type, c.param.code)
+        conds = []
+        for ttype, inner in c.targets:
+            ref = reference_table.alias()
+            t = R.alias()
+            sub = (
+                select(ref.c.res_pk)
+                .select_from(
+                    ref.join(t, and_(t.c.type == ref.c.target_type, t.c.id == ref.c.target_id))
+                )
+                .where(
+                    ref.c.param == key,
+                    ref.c.target_type == ttype,
+                    t.c.deleted.is_(False),
+                    self.visible(t, [ttype], ctx.visibility),
+                    self.condition(t, inner, ttype, ctx),
+                )
+            )
+            conds.append(r.c.pk.in_(sub))
+        return or_(*conds)
+
+    def _has(self, r: FromClause, c: HasClause, rtype: str, ctx: _Context) -> ColumnElement[bool]:
+        ref = reference_table.alias()
+        s = R.alias()
+        sub = (
+            select(ref.c.target_id)
+            .select_from(ref.join(s, s.c.pk == ref.c.res_pk))
+            .where(
+                ref.c.param == param_key(c.source_type, c.param.code),
+                ref.c.target_type == rtype,
+                s.c.deleted.is_(False),
+                self.visible(s, [c.source_type], ctx.visibility),
+                self.condition(s, c.inner, c.source_type, ctx),
+            )
+        )
+        return r.c.id.in_(sub)
+
+    # -- visibility and compartments -------------------------------------------------
+
+    def visible(
+        self, r: FromClause, types: Iterable[str] | None, visibility: Visibility
+    ) -> ColumnElement[bool]:
+        """The consent seam: hidden custodians and security labels, as SQL."""
+        if visibility.everything:
+            return true()
+        conds: list[ColumnElement[bool]] = []
+        if visibility.hidden_custodians:
+            hidden = sorted(visibility.hidden_custodians)
+            conds.append(or_(r.c.custodian.is_(None), r.c.custodian.not_in(hidden)))
+        if visibility.hidden_labels and types is not None:
+            keys = [param_key(t, "_security") for t in types]
+            labels = or_(
+                *(
+                    and_(token_table.c.system == system, token_table.c.code == code)
+                    for system, code in sorted(visibility.hidden_labels)
+                )
+            )
+            rows = select(token_table.c.res_pk).where(token_table.c.param.in_(keys), labels)
+            conds.append(r.c.pk.not_in(rows))
+        elif visibility.hidden_labels:
+            labels = or_(
+                *(
+                    and_(token_table.c.system == system, token_table.c.code == code)
+                    for system, code in sorted(visibility.hidden_labels)
+                )
+            )
+            conds.append(r.c.pk.not_in(select(token_table.c.res_pk).where(labels)))
+        return and_(*conds)
+
+    def in_compartment(
+        self, r: FromClause, rtype: str, compartment: Compartment
+    ) -> ColumnElement[bool]:
+        ids = sorted(compartment.patient_ids)
+        codes = compartment.params.get(rtype, ())
+        conds: list[ColumnElement[bool]] = []
+        if codes:
+            ref = reference_table
+            keys = [param_key(rtype, code) for code in codes]
+            sub = select(ref.c.res_pk).where(
+                ref.c.target_id.in_(ids), ref.c.target_type == "Patient", ref.c.param.in_(keys)
+            )
+            conds.append(r.c.pk.in_(sub))
+        if rtype == "Patient":
+            conds.append(r.c.id.in_(ids))
+        return or_(*conds) if conds else false()
+
+    # -- sorting and keysets -------------------------------------------------------
+
+    def sort_expr(self, r: FromClause, key: SortKey) -> ColumnElement[Any]:
+        p = key.param
+        if p.column == "id":
+            return cast(ColumnElement[Any], r.c.id)
+        if p.column == "last_updated":
+            return cast(ColumnElement[Any], r.c.last_updated_us)
+        pkey = param_key(p.resource_type, p.code)
+        agg = func.max if key.descending else func.min
+        if p.type is ParamType.DATE:
+            t, col = date_table, date_table.c.high if key.descending else date_table.c.low
+        elif p.type in (ParamType.NUMBER, ParamType.QUANTITY):
+            t = number_table if p.type is ParamType.NUMBER else quantity_table
+            col = t.c.high if key.descending else t.c.low
+        elif p.type is ParamType.STRING:
+            t, col = string_table, string_table.c.norm
+        elif p.type is ParamType.TOKEN:
+            t, col = token_table, token_table.c.code
+        elif p.type is ParamType.REFERENCE:
+            t = reference_table
+            col = cast(Any, func.coalesce(t.c.target_id, t.c.url))
+        else:
+            t, col = uri_table, uri_table.c.uri
+        return select(agg(col)).where(t.c.res_pk == r.c.pk, t.c.param == pkey).scalar_subquery()
+
+    @staticmethod
+    def _after(
+        keys: Sequence[tuple[ColumnElement[Any], bool, SortValue]], i: int
+    ) -> ColumnElement[bool]:
+        """Rows strictly after the cursor in the order (NULL sort values last)."""
+        if i == len(keys):
+            return false()
+        expr, desc, value = keys[i]
+        rest = Planner._after(keys, i + 1)
+        if value is None:
+            return and_(expr.is_(None), rest)
+        beyond = expr < value if desc else expr > value
+        return or_(expr.is_(None), beyond, and_(expr == value, rest))
+
+    @staticmethod
+    def _before(
+        keys: Sequence[tuple[ColumnElement[Any], bool, SortValue]], i: int
+    ) -> ColumnElement[bool]:
+        """Rows strictly before the cursor in the order."""
+        if i == len(keys):
+            return false()
+        expr, desc, value = keys[i]
+        rest = Planner._before(keys, i + 1)
+        if value is None:
+            return or_(expr.is_not(None), and_(expr.is_(None), rest))
+        ahead = expr > value if desc else expr < value
+        return and_(expr.is_not(None), or_(ahead, and_(expr == value, rest)))
+
+    def _sort_value(self, value: Any) -> SortValue:
+        if isinstance(value, float):
+            return Decimal(repr(value))
+        return cast(SortValue, value)
+
+    def _cursor_value(self, value: SortValue) -> Any:
+        if self._sqlite and isinstance(value, Decimal):
+            return float(value)
+        return value
+
+    # -- running ---------------------------------------------------------------------
+
+    def search(self, conn: Connection, request: SearchRequest) -> SearchPage:
+        query = request.query
+        rtype = query.resource_type
+        now = request.now or datetime.now(UTC)
+        ctx = _Context(from_datetime(now), request.visibility)
+        r = R.alias("r")
+        where: list[ColumnElement[bool]] = [
+            r.c.type == rtype,
+            r.c.deleted.is_(False),
+            self.visible(r, [rtype], request.visibility),
+        ]
+        if request.compartment is not None:
+            where.append(self.in_compartment(r, rtype, request.compartment))
+        where += [self.condition(r, c, rtype, ctx) for c in query.clauses]
+        if request.count <= 0:
+            total = None
+            if request.total:
+                total = self._count(conn, select(r.c.pk).where(*where), estimate=request.estimate)
+            return SearchPage(items=[], total=total)
+        specs = [_SortSpec(self.sort_expr(r, k), k.descending) for k in query.sort]
+        labels = [s.expr.label(f"k{i}") for i, s in enumerate(specs)]
+        inner = select(*(r.c[name] for name in _RESOURCE_COLUMNS), r.c.custodian, *labels).where(
+            *where
+        )
+        rows, more, before = self._page(conn, inner, specs, request.cursor, request.count)
+        total = None
+        if request.total:
+            if request.cursor is None and not more:
+                total = len(rows)  # the whole result is on this page
+            else:
+                total = self._count(conn, select(r.c.pk).where(*where), estimate=request.estimate)
+        items = [stored(row) for row in rows]
+        nkeys = len(specs)
+
+        def cursor_of(row: Any, *, back: bool) -> Cursor:
+            values = tuple(self._sort_value(row[8 + i]) for i in range(nkeys))
+            return Cursor(values, int(row[0]), before=back)
+
+        next_cursor = prev_cursor = None
+        if rows:
+            if before:
+                prev_cursor = cursor_of(rows[0], back=True) if more else None
+                next_cursor = cursor_of(rows[-1], back=False)
+            else:
+                next_cursor = cursor_of(rows[-1], back=False) if more else None
+                prev_cursor = cursor_of(rows[0], back=True) if request.cursor else None
+        included = self.includes(
+            conn, query, [(int(row[0]), s) for row, s in zip(rows, items, strict=True)], request
+        )
+        return SearchPage(items, included, total, next_cursor, prev_cursor)
+
+    def _page(
+        self,
+        conn: Connection,
+        inner: Select[Any],
+        specs: Sequence[_SortSpec],
+        cursor: Cursor | None,
+        count: int,
+    ) -> tuple[list[Any], bool, bool]:
+        """One page of ``inner``'s rows in sort order (or in reverse, for ``before``)."""
+        m = inner.subquery("m")
+        exprs = [m.c[f"k{i}"] for i in range(len(specs))]
+        page = select(m)
+        before = cursor is not None and cursor.before
+        if cursor is not None:
+            if len(cursor.values) != len(specs):
+                raise ValueError("the cursor does not fit this query's sort")
+            keys: list[tuple[ColumnElement[Any], bool, SortValue]] = [
+                (e, s.descending, self._cursor_value(v))
+                for e, s, v in zip(exprs, specs, cursor.values, strict=True)
+            ]
+            keys.append((m.c.pk, False, cursor.key))
+            page = page.where(self._before(keys, 0) if before else self._after(keys, 0))
+        order: list[Any] = []
+        for e, s in zip(exprs, specs, strict=True):
+            forward = e.desc() if s.descending else e.asc()
+            backward = e.asc() if s.descending else e.desc()
+            order.append(backward.nulls_first() if before else forward.nulls_last())
+        order.append(m.c.pk.desc() if before else m.c.pk.asc())
+        rows = list(conn.execute(page.order_by(*order).limit(count + 1)).all())
+        more = len(rows) > count
+        rows = rows[:count]
+        if before:
+            rows.reverse()
+        return rows, more, before
+
+    def _count(self, conn: Connection, query: Select[Any], *, estimate: bool) -> int:
+        if estimate and not self._sqlite:
+            compiled = query.compile(conn, compile_kwargs={"literal_binds": False})
+            plan = conn.exec_driver_sql(
+                "EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params
+            ).scalar_one()
+            if isinstance(plan, str):
+                import json
+
+                plan = json.loads(plan)
+            return int(plan[0]["Plan"]["Plan Rows"])
+        counted = select(func.count()).select_from(query.subquery())
+        return int(conn.execute(counted).scalar_one())
+
+    # -- includes ---------------------------------------------------------------------
+
+    def includes(
+        self,
+        conn: Connection,
+        query: SearchQuery,
+        matches: Sequence[tuple[int, StoredResource]],
+        request: SearchRequest,
+    ) -> list[StoredResource]:
+        if not (query.includes or query.revincludes) or not matches:
+            return []
+        seen = {pk for pk, _ in matches}
+        out: list[StoredResource] = []
+        frontier = list(matches)
+        for round_ in range(_MAX_INCLUDE_ROUNDS):
+            wanted = [i for i in (*query.includes, *query.revincludes) if round_ == 0 or i.iterate]
+            if not wanted or not frontier:
+                break
+            found: list[tuple[int, StoredResource]] = []
+            for inc in wanted:
+                rows = (
+                    self._revinclude(conn, inc, frontier, request.visibility)
+                    if inc.reverse
+                    else self._include(conn, inc, frontier, request.visibility)
+                )
+                for pk, res in rows:
+                    if pk not in seen:
+                        seen.add(pk)
+                        found.append((pk, res))
+            out.extend(s for _, s in found)
+            if len(out) >= request.max_includes:
+                return out[: request.max_includes]
+            frontier = found
+        return out
+
+    def _include(
+        self,
+        conn: Connection,
+        inc: Include,
+        sources: Sequence[tuple[int, StoredResource]],
+        visibility: Visibility,
+    ) -> list[tuple[int, StoredResource]]:
+        pks = [pk for pk, s in sources if s.type == inc.source_type]
+        if not pks:
+            return []
+        ref = reference_table
+        t = R.alias("t")
+        where = [ref.c.res_pk.in_(pks), t.c.deleted.is_(False), self.visible(t, None, visibility)]
+        if inc.param is not None:
+            where.append(ref.c.param == param_key(inc.source_type, inc.param.code))
+        if inc.target_type is not None:
+            where.append(ref.c.target_type == inc.target_type)
+        query = (
+            select(t.c.pk, *(t.c[n] for n in _RESOURCE_COLUMNS[1:]), t.c.custodian)
+            .select_from(
+                ref.join(t, and_(t.c.type == ref.c.target_type, t.c.id == ref.c.target_id))
+            )
+            .where(*where)
+            .distinct()
+            .order_by(t.c.pk)
+        )
+        return [(int(row[0]), stored(row)) for row in conn.execute(query)]
+
+    def _revinclude(
+        self,
+        conn: Connection,
+        inc: Include,
+        targets: Sequence[tuple[int, StoredResource]],
+        visibility: Visibility,
+    ) -> list[tuple[int, StoredResource]]:
+        by_type: dict[str, list[str]] = {}
+        for _, target in targets:
+            fits = inc.param is None or target.type in inc.param.targets
+            if fits and (inc.target_type is None or target.type == inc.target_type):
+                by_type.setdefault(target.type, []).append(target.id)
+        if not by_type:
+            return []
+        ref = reference_table
+        s = R.alias("s")
+        where = [
+            or_(
+                *(
+                    and_(ref.c.target_type == rtype, ref.c.target_id.in_(ids))
+                    for rtype, ids in by_type.items()
+                )
+            ),
+            s.c.deleted.is_(False),
+            self.visible(s, None, visibility),
+        ]
+        if inc.param is not None:
+            where.append(ref.c.param == param_key(inc.source_type, inc.param.code))
+            where.append(s.c.type == inc.source_type)
+        query = (
+            select(s.c.pk, *(s.c[n] for n in _RESOURCE_COLUMNS[1:]), s.c.custodian)
+            .select_from(ref.join(s, s.c.pk == ref.c.res_pk))
+            .where(*where)
+            .distinct()
+            .order_by(s.c.pk)
+        )
+        return [(int(row[0]), stored(row)) for row in conn.execute(query)]
+
+    # -- $everything ------------------------------------------------------------------
+
+    def everything(self, conn: Connection, request: EverythingRequest) -> SearchPage:
+        comp = request.compartment
+        ids = sorted(comp.patient_ids)
+        ref = reference_table
+        keys = [param_key(t, code) for t, codes in comp.params.items() for code in codes]
+        members = union(
+            select(ref.c.res_pk.label("pk")).where(
+                ref.c.target_id.in_(ids), ref.c.target_type == "Patient", ref.c.param.in_(keys)
+            ),
+            select(R.c.pk.label("pk")).where(R.c.type == "Patient", R.c.id.in_(ids)),
+        ).cte("members")
+        inside = sorted({*comp.params, "Patient"})
+        t = R.alias("t")
+        ref2 = reference_table.alias("ref2")
+        referenced = (
+            select(t.c.pk.label("pk"))
+            .select_from(
+                ref2.join(t, and_(t.c.type == ref2.c.target_type, t.c.id == ref2.c.target_id))
+            )
+            .where(ref2.c.res_pk.in_(select(members.c.pk)), ref2.c.target_type.not_in(inside))
+        )
+        r = R.alias("r")
+        where: list[ColumnElement[bool]] = [
+            r.c.pk.in_(union(select(members.c.pk), referenced)),
+            r.c.deleted.is_(False),
+            self.visible(r, None, request.visibility),
+        ]
+        if request.types:
+            where.append(r.c.type.in_(sorted(request.types)))
+        if request.since is not None:
+            where.append(r.c.last_updated_us >= from_datetime(request.since))
+        inner = select(*(r.c[name] for name in _RESOURCE_COLUMNS), r.c.custodian).where(*where)
+        rows, more, before = self._page(conn, inner, [], request.cursor, request.count)
+        total = None
+        if request.total:
+            if request.cursor is None and not more:
+                total = len(rows)
+            else:
+                total = self._count(conn, select(r.c.pk).where(*where), estimate=False)
+        items = [stored(row) for row in rows]
+        next_cursor = prev_cursor = None
+        if rows:
+            last, first = int(rows[-1][0]), int(rows[0][0])
+            if before:
+                prev_cursor = Cursor((), first, before=True) if more else None
+                next_cursor = Cursor((), last)
+            else:
+                next_cursor = Cursor((), last) if more else None
+                prev_cursor = Cursor((), first, before=True) if request.cursor else None
+        return SearchPage(items, [], total, next_cursor, prev_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    now_us: int
+    visibility: Visibility
+
+
+def _tables_of(p: SearchParamDef) -> list[Table]:
+    """Where rows of ``p`` live (for ``:missing``)."""
+    if p.type is ParamType.TOKEN:
+        return [token_table, token_text_table]
+    if p.type is ParamType.COMPOSITE:
+        return [composite_tables[tuple(_KINDS[c.type] for c in p.components)]]
+    return [
+        {
+            ParamType.STRING: string_table,
+            ParamType.DATE: date_table,
+            ParamType.NUMBER: number_table,
+            ParamType.QUANTITY: quantity_table,
+            ParamType.REFERENCE: reference_table,
+            ParamType.URI: uri_table,
+        }[p.type]
+    ]
