@@ -47,6 +47,7 @@ def env_for(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
         HIE_DATA_DIR=str(data_dir),
         HIE_HTTP_PORT=str(free_port()),
         HIE_DICOM_PORT=str(free_port()),
+        HIE_MLLP_PORT=str(free_port()),
         HIE_CONFIG_DIR=str(ROOT / "config"),
     )
     env.update(extra)

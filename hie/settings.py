@@ -56,10 +56,23 @@ class AuditSettings(_Section):
 
 class MllpSettings(_Section):
     port: int = 2575
+    read_timeout: float = 30.0
+    idle_timeout: float = 600.0
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_connections: int = 256
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 class Hl7Settings(_Section):
     accept_unregistered: bool = False
+    default_organization: str = ""
+    default_charset: str = "GB18030"
+    default_tz: str = "+08:00"
+    workers: int = 2
+    conceptmaps: str = ""
+    application: str = "HIE"
+    facility: str = ""
 
 
 class DicomSettings(_Section):

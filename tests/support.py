@@ -146,11 +146,12 @@ def free_port() -> int:
 class RunningServer:
     """``hie serve`` in a subprocess, as an integrator would run it."""
 
-    def __init__(self, base: str, env: dict[str, str], process: Any) -> None:
+    def __init__(self, base: str, env: dict[str, str], process: Any, log: Path) -> None:
         self.base = base
         self.fhir = base + "/fhir"
         self.env = env
         self.process = process
+        self.log = log
 
     def hie(self, *args: str) -> str:
         import subprocess
@@ -177,6 +178,7 @@ def server_env(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
             "HIE_DATA_DIR": str(data_dir),
             "HIE_HTTP_PORT": str(free_port()),
             "HIE_DICOM_PORT": str(free_port()),
+            "HIE_MLLP_PORT": str(free_port()),
             "HIE_CONFIG_DIR": str(Path(__file__).parents[1] / "config"),
         }
     )
@@ -188,21 +190,21 @@ def server_env(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
 def running_server(env: dict[str, str], timeout: float = 60.0) -> Iterator[RunningServer]:
     import subprocess
     import sys
+    import tempfile
     import time
     import urllib.request
 
     base = f"http://127.0.0.1:{env['HIE_HTTP_PORT']}"
+    # Output goes to a file: an unread pipe fills up and blocks the server mid-test.
+    log = tempfile.NamedTemporaryFile(prefix="hie-serve-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "hie", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "hie", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + timeout
     try:
         while True:
             if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
+                output = Path(log.name).read_text(errors="replace")
                 raise RuntimeError(f"hie serve exited with {process.returncode}:\n{output}")
             try:
                 with urllib.request.urlopen(base + "/fhir/metadata", timeout=2) as response:
@@ -213,7 +215,7 @@ def running_server(env: dict[str, str], timeout: float = 60.0) -> Iterator[Runni
             if time.monotonic() > deadline:
                 raise RuntimeError("hie serve did not become ready")
             time.sleep(0.2)
-        yield RunningServer(base, env, process)
+        yield RunningServer(base, env, process, Path(log.name))
     finally:
         process.terminate()
         try:
@@ -221,5 +223,5 @@ def running_server(env: dict[str, str], timeout: float = 60.0) -> Iterator[Runni
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stdout:
-            process.stdout.close()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)

@@ -1,15 +1,16 @@
 """Identifier systems the DICOM adapter writes into the shared record.
 
 A DICOM PatientID is the sending organisation's local MRN, so it only means something
-together with that organisation. :func:`mrn_system` names the identifier system of one
-organisation's MRNs; the HL7 v2 adapter keys its source Patients by the same function, so
-an HL7 feed and a PACS of one hospital land on one source Patient. (It lives here until
-both adapters import it from a shared module.)
+together with that organisation: :func:`hie.fhir.identifiers.mrn_system` names that
+system, shared with the HL7 v2 adapter so both feeds of a hospital meet on one source
+Patient.
 """
 
 from __future__ import annotations
 
 import re
+
+from hie.fhir.identifiers import mrn_system, organization_id
 
 DICOM_UID_SYSTEM = "urn:dicom:uid"
 ENDPOINT_SYSTEM = "urn:hie:endpoint"
@@ -18,25 +19,7 @@ ACSN_TYPE = {
     "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]
 }
 
-_ORG_REF = re.compile(r"^Organization/([A-Za-z0-9\-.]{1,64})$")
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE: no backslash, no controls
-
-
-def organization_id(organization_ref: str) -> str:
-    """``Organization/abc`` -> ``abc``; anything else is a programming error."""
-    match = _ORG_REF.match(organization_ref)
-    if not match:
-        raise ValueError(f"not an Organization reference: {organization_ref!r}")
-    return match.group(1)
-
-
-def mrn_system(organization_ref: str) -> str:
-    """The identifier system of one organisation's medical record numbers.
-
-    >>> mrn_system("Organization/fy-hospital-1")
-    'urn:hie:mrn:fy-hospital-1'
-    """
-    return f"urn:hie:mrn:{organization_id(organization_ref)}"
 
 
 def accession_system(organization_ref: str) -> str:
@@ -60,3 +43,6 @@ def study_identifier_value(study_uid: str) -> str:
 
 def valid_ae_title(value: str) -> bool:
     return bool(_AE_TITLE.match(value)) and bool(value.strip())
+
+
+__all__ = ["mrn_system", "organization_id"]

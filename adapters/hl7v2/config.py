@@ -1,14 +1,11 @@
-"""The adapter's settings, read from ``hie.settings.Settings`` with defaults for keys the
-settings model does not define yet (``[mllp]`` and ``[hl7]`` sections, env ``HIE_MLLP_*``
-and ``HIE_HL7_*``).
-"""
+"""The adapter's settings, read from the ``[mllp]`` and ``[hl7]`` sections of
+``hie.settings.Settings`` (env ``HIE_MLLP_*`` and ``HIE_HL7_*``)."""
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from adapters.hl7v2.senders import SenderDefaults
 from hie.settings import Settings
@@ -36,36 +33,26 @@ class Hl7Config:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Hl7Config:
-        mllp: Any = settings.mllp
-        hl7: Any = settings.hl7
-        base = cls()
-
-        def get(section: Any, name: str, default: Any) -> Any:
-            return getattr(section, name, default)
-
-        idle = float(get(mllp, "idle_timeout", base.idle_timeout or 0))
-        maps = get(hl7, "conceptmaps", "")
+        mllp, hl7 = settings.mllp, settings.hl7
         return cls(
             host=settings.host,
-            port=int(mllp.port),
-            read_timeout=float(get(mllp, "read_timeout", base.read_timeout)),
-            idle_timeout=idle or None,
-            max_message_bytes=int(get(mllp, "max_message_bytes", base.max_message_bytes)),
-            max_connections=int(get(mllp, "max_connections", base.max_connections)),
-            tls_cert=str(get(mllp, "tls_cert", "")),
-            tls_key=str(get(mllp, "tls_key", "")),
-            accept_unregistered=bool(hl7.accept_unregistered),
+            port=mllp.port,
+            read_timeout=mllp.read_timeout,
+            idle_timeout=mllp.idle_timeout or None,
+            max_message_bytes=mllp.max_message_bytes,
+            max_connections=mllp.max_connections,
+            tls_cert=mllp.tls_cert,
+            tls_key=mllp.tls_key,
+            accept_unregistered=hl7.accept_unregistered,
             defaults=SenderDefaults(
-                organization=str(get(hl7, "default_organization", "")),
-                charset=str(get(hl7, "default_charset", base.defaults.charset)),
-                tz_offset=str(get(hl7, "default_tz", base.defaults.tz_offset)),
+                organization=hl7.default_organization,
+                charset=hl7.default_charset,
+                tz_offset=hl7.default_tz,
             ),
-            workers=int(get(hl7, "workers", base.workers)),
-            application=str(get(hl7, "application", base.application)),
-            facility=str(get(hl7, "facility", base.facility)),
-            conceptmaps=tuple(p for p in str(maps).split(",") if p.strip())
-            if isinstance(maps, str)
-            else tuple(maps),
+            workers=hl7.workers,
+            application=hl7.application,
+            facility=hl7.facility,
+            conceptmaps=tuple(p.strip() for p in hl7.conceptmaps.split(",") if p.strip()),
         )
 
     def ssl_context(self) -> ssl.SSLContext | None:

@@ -23,12 +23,15 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from adapters.hl7v2 import charsets, timestamps
 from adapters.hl7v2.db import Base
+from hie.fhir.identifiers import mrn_system
 
 MRN_SYSTEM_BASE = "urn:hie:hl7v2"
 
 
-def default_mrn_system(application: str, facility: str) -> str:
-    """A system URI unique to the sender's facility (MRNs are only unique per facility)."""
+def default_mrn_system(application: str, facility: str, organization: str = "") -> str:
+    """The MRN system of the sender's organisation (shared with its PACS), else its facility's."""
+    if organization:
+        return mrn_system(organization)
     return f"{MRN_SYSTEM_BASE}:{quote(facility or application, safe='')}:mrn"
 
 
@@ -198,7 +201,7 @@ class SenderRegistry:
             organization=organization,
             charset=charset,
             tz_offset=offset,
-            mrn_system=mrn_system or default_mrn_system(application, facility),
+            mrn_system=mrn_system or default_mrn_system(application, facility, organization),
             resident_id_authority=resident_id_authority or None,
             strict=strict,
             ack_address=ack_address or None,

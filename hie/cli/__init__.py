@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from adapters.hl7v2.cli import hl7, mllp
 from hie import __version__
 from hie.cli.db import db
+from hie.cli.environment import CliEnvironment
 from hie.cli.importing import import_command
 from hie.cli.listeners import dicom
 from hie.cli.search import search
@@ -15,13 +17,17 @@ from hie.cli.token import token
 
 @click.group()
 @click.version_option(__version__, prog_name="hie")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """hie: the Mianyang health information exchange."""
+    ctx.obj = CliEnvironment()
 
 
 main.add_command(db)
 main.add_command(serve)
 main.add_command(token)
 main.add_command(import_command)
-main.add_command(search)
 main.add_command(dicom)
+main.add_command(hl7)
+main.add_command(mllp)
+main.add_command(search)

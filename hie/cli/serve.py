@@ -18,7 +18,7 @@ from hie.storage.sql.migrate import current_revision, head_revision
 @click.command()
 @click.option("--workers", type=int, help="HTTP worker processes (default: http.workers).")
 def serve(workers: int | None) -> None:
-    """Serve the whole exchange: FHIR REST and DICOMweb over HTTP, and the DICOM listener."""
+    """Serve the whole exchange: FHIR REST and DICOMweb over HTTP, MLLP and DICOM listeners."""
     from granian import Granian
     from granian.constants import Interfaces
 
@@ -38,7 +38,7 @@ def serve(workers: int | None) -> None:
     click.echo(
         f'hie: then:  curl -H "Authorization: Bearer $TOKEN" {settings.fhir_base_url}/Patient'
     )
-    listeners = [_spawn("dicom")]
+    listeners = [_spawn("dicom"), _spawn("mllp")]
     server = Granian(
         "hie.app:wsgi_app",
         address=settings.host,
@@ -46,7 +46,6 @@ def serve(workers: int | None) -> None:
         interface=Interfaces.WSGI,
         workers=workers or settings.http.workers,
         blocking_threads=settings.http.threads,
-        backpressure=settings.http.threads,
         factory=True,
         log_access=False,
         respawn_failed_workers=True,

@@ -34,7 +34,8 @@ from hie.storage.ports import (
     VersionConflict,
 )
 from hie.storage.sql.engine import WRITE_OPTION, is_sqlite, writer_gate
-from hie.storage.sql.index_tables import ALL_TABLES, columns, group
+from hie.storage.sql.index_tables import ALL_TABLES, group
+from hie.storage.sql.index_tables import columns as table_columns
 from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow
 from hie.storage.sql.search_plan import Planner
 
@@ -312,11 +313,13 @@ _UPDATE_CURRENT = (
     .returning(R.c.pk)
 )
 _SQLITE_INSERTS = {
-    t.name: f"INSERT INTO {t.name} ({', '.join(columns(t))}) "
-    f"VALUES ({', '.join('?' for _ in columns(t))})"
+    t.name: f"INSERT INTO {t.name} ({', '.join(table_columns(t))}) "
+    f"VALUES ({', '.join('?' for _ in table_columns(t))})"
     for t in ALL_TABLES
 }
-_PG_COPIES = {t.name: f"COPY {t.name} ({', '.join(columns(t))}) FROM STDIN" for t in ALL_TABLES}
+_PG_COPIES = {
+    t.name: f"COPY {t.name} ({', '.join(table_columns(t))}) FROM STDIN" for t in ALL_TABLES
+}
 _DELETES = [delete(table).where(table.c.res_pk == bindparam("w_pk")) for table in ALL_TABLES]
 
 
@@ -327,8 +330,8 @@ class SqlStore:
         self.engine = engine
         url = engine.url.render_as_string(hide_password=False)
         self._sqlite = is_sqlite(url)
-        self._planner = Planner(sqlite=self._sqlite)
         self._gate = writer_gate(url)
+        self._planner = Planner(sqlite=self._sqlite)
         mark = "?" if self._sqlite else "%s"
         columns = "r.type, r.id, {v}.version, {v}.last_updated_us, {v}.deleted, {v}.content, {v}.custodian"
         self._sql_current = f"SELECT {columns.format(v='r')} FROM resource r WHERE r.type = {mark} AND r.id = {mark}"

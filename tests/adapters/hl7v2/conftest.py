@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hl7_support import PG_URL, FakeExchange, postgres_engine, sqlite_engine_at
 from sqlalchemy import Engine
 
 from adapters.hl7v2.senders import SenderRegistry
+from tests.adapters.hl7v2.hl7_support import PG_URL, FakeExchange, postgres_engine, sqlite_engine_at
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hl7_support import fixture_bytes
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
@@ -17,6 +16,7 @@ from adapters.hl7v2.ack import (
     wants_application_ack,
 )
 from adapters.hl7v2.message import read_message
+from tests.adapters.hl7v2.hl7_support import fixture_bytes
 
 CLOCK = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=8)))
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from hl7_support import fixture_bytes
-
 from adapters.hl7v2.batch import split_batch
+from tests.adapters.hl7v2.hl7_support import fixture_bytes
 
 
 def test_file_with_two_batches() -> None:

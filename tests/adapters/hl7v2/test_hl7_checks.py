@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hl7_support import fixture_bytes
 
 from adapters.hl7v2.checks import check_message, supported_types
 from adapters.hl7v2.message import read_message
+from tests.adapters.hl7v2.hl7_support import fixture_bytes
 
 ADT = fixture_bytes("valid/msconv__ADT-A01-02.hl7")
 

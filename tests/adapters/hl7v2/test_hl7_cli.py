@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 from click.testing import CliRunner
-from hl7_support import FIXTURES, FakeExchange, sqlite_engine_at
 from sqlalchemy import Engine
 
 from adapters.hl7v2.cli import hl7, mllp
 from adapters.hl7v2.ports import Exchange
 from hie.errors import Unavailable, Unprocessable
 from hie.settings import Settings
+from tests.adapters.hl7v2.hl7_support import FIXTURES, FakeExchange, sqlite_engine_at
 
 
 @dataclass

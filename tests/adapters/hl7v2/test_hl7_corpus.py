@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hl7_support import FIXTURES, FakeExchange, sqlite_engine_at
 
 from adapters.hl7v2.ack import AckBuilder
 from adapters.hl7v2.inbox import Inbox
@@ -20,6 +19,7 @@ from adapters.hl7v2.operations import import_bytes
 from adapters.hl7v2.senders import SenderDefaults, SenderRegistry
 from adapters.hl7v2.worker import Worker
 from terminology.conceptmaps import load_conceptmaps
+from tests.adapters.hl7v2.hl7_support import FIXTURES, FakeExchange, sqlite_engine_at
 
 MAPPED = ("mapped", "")
 UNSUPPORTED = "is not supported"

@@ -11,11 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from hl7_support import EB, SB, FakeExchange, msa, sqlite_engine_at
 
 from adapters.hl7v2.inbox import Inbox
 from adapters.hl7v2.senders import SenderRegistry
 from adapters.hl7v2.worker import Worker
+from tests.adapters.hl7v2.hl7_support import EB, SB, FakeExchange, msa, sqlite_engine_at
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]

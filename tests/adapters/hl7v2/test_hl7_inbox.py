@@ -6,11 +6,11 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from hl7_support import add_sender
 from sqlalchemy import Engine
 
 from adapters.hl7v2.inbox import Inbox, NewMessage
 from adapters.hl7v2.senders import SenderRegistry
+from tests.adapters.hl7v2.hl7_support import add_sender
 
 
 def message(

@@ -7,7 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from hl7_support import (
+from sqlalchemy import Engine, text
+
+from adapters.hl7v2.config import Hl7Config
+from adapters.hl7v2.inbox import Inbox
+from adapters.hl7v2.senders import SenderDefaults, SenderRegistry
+from adapters.hl7v2.service import Hl7Service
+from tests.adapters.hl7v2.hl7_support import (
     FakeExchange,
     add_sender,
     err_text,
@@ -17,12 +23,6 @@ from hl7_support import (
     run,
     set_control_id,
 )
-from sqlalchemy import Engine, text
-
-from adapters.hl7v2.config import Hl7Config
-from adapters.hl7v2.inbox import Inbox
-from adapters.hl7v2.senders import SenderDefaults, SenderRegistry
-from adapters.hl7v2.service import Hl7Service
 
 ADT = fixture_bytes("valid/msconv__ADT-A01-02.hl7")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hl7_support import fixture_bytes
 
 from adapters.hl7v2.message import (
     STANDARD,
@@ -16,6 +15,7 @@ from adapters.hl7v2.message import (
     read_message,
     unescape,
 )
+from tests.adapters.hl7v2.hl7_support import fixture_bytes
 
 ADT = (
     "MSH|^~\\&|HIS|MYH|HIE|HIE|20240102030405||ADT^A01^ADT_A01|C1|P|2.5||||||{charset}\r"

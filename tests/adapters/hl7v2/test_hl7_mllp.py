@@ -14,9 +14,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hl7_support import run
 
 from adapters.hl7v2.mllp import Framer, Inbound, ListenerConfig, MllpServer, frame
+from tests.adapters.hl7v2.hl7_support import run
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
 

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hl7_support import (
+from sqlalchemy import Engine
+
+from adapters.hl7v2.config import Hl7Config
+from adapters.hl7v2.inbox import Inbox
+from adapters.hl7v2.senders import SenderRegistry
+from adapters.hl7v2.service import Hl7Service
+from tests.adapters.hl7v2.hl7_support import (
     EB,
     FIXTURES,
     SB,
@@ -26,12 +32,6 @@ from hl7_support import (
     run,
     set_control_id,
 )
-from sqlalchemy import Engine
-
-from adapters.hl7v2.config import Hl7Config
-from adapters.hl7v2.inbox import Inbox
-from adapters.hl7v2.senders import SenderRegistry
-from adapters.hl7v2.service import Hl7Service
 
 ADT = fixture_bytes("valid/msconv__ADT-A01-02.hl7")
 
@@ -249,7 +249,9 @@ def test_mllp_send_end_to_end_with_workers_mapping_behind_the_ack(
 ) -> None:
     registry = SenderRegistry(sqlite_engine)
     add_sender(registry, "ADTApp", "GHHSFacility")
-    add_sender(registry, "NIST Test Lab APP", "NIST Lab Facility")
+    add_sender(
+        registry, "NIST Test Lab APP", "NIST Lab Facility", organization="Organization/nist-lab"
+    )
     feed = tmp_path / "feed.hl7"
     adt = fixture_bytes("valid/msconv__ADT-A01-01.hl7")
     oru = fixture_bytes("valid/msconv__LRI_2.0-NG_CBC_Typ_Message.hl7")

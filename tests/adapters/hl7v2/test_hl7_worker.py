@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import threading
 
-from hl7_support import EB, SB, FakeExchange, add_sender, fixture_bytes, msa, set_control_id
 from sqlalchemy import Engine
 
 from adapters.hl7v2.ack import AckBuilder
@@ -17,6 +16,15 @@ from adapters.hl7v2.senders import SenderRegistry
 from adapters.hl7v2.worker import Worker, WorkerConfig
 from hie.errors import PreconditionFailed, Unavailable
 from terminology.conceptmaps import load_conceptmaps
+from tests.adapters.hl7v2.hl7_support import (
+    EB,
+    SB,
+    FakeExchange,
+    add_sender,
+    fixture_bytes,
+    msa,
+    set_control_id,
+)
 
 ADT = fixture_bytes("valid/msconv__ADT-A01-01.hl7")
 

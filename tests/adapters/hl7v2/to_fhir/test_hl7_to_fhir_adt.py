@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from hl7_support import FakeExchange, fixture_bytes, make_sender, map_message, request_of, resources
 
 from hie.context import RequestContext
+from tests.adapters.hl7v2.hl7_support import (
+    FakeExchange,
+    fixture_bytes,
+    make_sender,
+    map_message,
+    request_of,
+    resources,
+)
 
 SENDER = make_sender("HIS", "MYZX")
 BASE = (

@@ -5,10 +5,16 @@ from __future__ import annotations
 import base64
 
 import pytest
-from hl7_support import FakeExchange, fixture_bytes, map_message, request_of, resources
 
 from adapters.hl7v2.to_fhir import MappingError
 from hie.context import RequestContext
+from tests.adapters.hl7v2.hl7_support import (
+    FakeExchange,
+    fixture_bytes,
+    map_message,
+    request_of,
+    resources,
+)
 
 
 def test_orders_carry_placer_and_filler_numbers() -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from hl7_support import FakeExchange, fixture_bytes, make_sender, map_message, request_of, resources
-
 from hie.context import RequestContext
+from tests.adapters.hl7v2.hl7_support import (
+    FakeExchange,
+    fixture_bytes,
+    make_sender,
+    map_message,
+    request_of,
+    resources,
+)
 
 SENDER = make_sender("LIS", "MYZX")
 ORU = (

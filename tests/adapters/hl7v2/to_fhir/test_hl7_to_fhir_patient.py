@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hl7_support import (
+from hie.context import RequestContext
+from tests.adapters.hl7v2.hl7_support import (
     FakeExchange,
     fixture_bytes,
     make_sender,
@@ -11,8 +12,6 @@ from hl7_support import (
     resident_id,
     resources,
 )
-
-from hie.context import RequestContext
 
 RIC = resident_id("51070319900101123")
 MSG = (

@@ -1,7 +1,7 @@
 """search index tables: one per row kind, composites per signature
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-28 00:39:32.564077
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0003'
-down_revision: str | None = '0002'
+revision: str = '0004'
+down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -155,7 +155,7 @@ def upgrade() -> None:
     sa.Column('canonical_high', sa.Numeric().with_variant(sa.Float(), 'sqlite'), nullable=True)
     )
     with op.batch_alter_table('idx_quantity', schema=None) as batch_op:
-        batch_op.create_index('ix_idx_quantity_param_canonical_code_canonical_low', ['param', 'canonical_code', 'canonical_low'], unique=False, postgresql_include=['res_pk'], postgresql_where=sa.text('canonical_code IS NOT NULL'), sqlite_where=sa.text('canonical_code IS NOT NULL'))
+        batch_op.create_index('ix_idx_quantity_param_canonical_code_canonical_low', ['param', 'canonical_code', 'canonical_low'], unique=False, postgresql_include=['res_pk'])
         batch_op.create_index('ix_idx_quantity_param_code_low', ['param', 'code', 'low'], unique=False, postgresql_include=['res_pk'])
         batch_op.create_index('ix_idx_quantity_res_pk', ['res_pk', 'param'], unique=False)
 
@@ -170,10 +170,10 @@ def upgrade() -> None:
     sa.Column('identifier_value', sa.Text().with_variant(sa.Text(collation='C'), 'postgresql'), nullable=True)
     )
     with op.batch_alter_table('idx_reference', schema=None) as batch_op:
-        batch_op.create_index('ix_idx_reference_param_identifier_value', ['param', 'identifier_value'], unique=False, postgresql_include=['res_pk'], postgresql_where=sa.text('identifier_value IS NOT NULL'), sqlite_where=sa.text('identifier_value IS NOT NULL'))
-        batch_op.create_index('ix_idx_reference_param_url', ['param', 'url'], unique=False, postgresql_include=['res_pk'], postgresql_where=sa.text('url IS NOT NULL'), sqlite_where=sa.text('url IS NOT NULL'))
+        batch_op.create_index('ix_idx_reference_param_identifier_value', ['param', 'identifier_value'], unique=False, postgresql_include=['res_pk'])
+        batch_op.create_index('ix_idx_reference_param_url', ['param', 'url'], unique=False, postgresql_include=['res_pk'])
         batch_op.create_index('ix_idx_reference_res_pk', ['res_pk', 'param'], unique=False)
-        batch_op.create_index('ix_idx_reference_target_id_target_type_param', ['target_id', 'target_type', 'param'], unique=False, postgresql_include=['res_pk'], postgresql_where=sa.text('target_id IS NOT NULL'), sqlite_where=sa.text('target_id IS NOT NULL'))
+        batch_op.create_index('ix_idx_reference_target_id_target_type_param', ['target_id', 'target_type', 'param'], unique=False, postgresql_include=['res_pk'])
 
     op.create_table('idx_string',
     sa.Column('res_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
