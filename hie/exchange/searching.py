@@ -154,10 +154,10 @@ class Searcher:
         count = self._count(query.count)
         if query.summary is Summary.COUNT:
             count = 0
+        # A count runs only when asked for (_total, _summary=count): on a large result it
+        # costs as much as the search. A page that holds the whole result counts itself.
         total = query.total
-        wants_total = total is not Total.NONE and (
-            total is not None or prepared.cursor is None or count == 0
-        )
+        wants_total = total in (Total.ACCURATE, Total.ESTIMATE) or count == 0
         return SearchRequest(
             query=query,
             count=count,
@@ -221,7 +221,7 @@ class Searcher:
             types=types,
             since=since,
             cursor=cursor,
-            total=cursor is None,
+            total=cursor is None,  # $everything reports its size on the first page
             visibility=visibility,
         )
 
@@ -238,10 +238,13 @@ class Searcher:
         included: list[StoredResource],
         query: SearchQuery | None = None,
     ) -> SearchResult:
+        none = (
+            query is not None and query.total is Total.NONE and query.summary is not Summary.COUNT
+        )
         return SearchResult(
             resource_type=resource_type,
             entries=items,
-            total=page.total,
+            total=None if none else page.total,
             next_cursor=encode_cursor(page.next) if page.next else None,
             params=echo,
             warnings=warnings,

@@ -63,6 +63,18 @@ def element_table(profile_bundles: Iterable[Mapping[str, Any]]) -> dict[str, lis
     return table
 
 
+def repeating_paths(profile_bundles: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Element paths that may hold more than one value (``max`` above 1)."""
+    out = set()
+    for bundle in profile_bundles:
+        for entry in bundle.get("entry", ()):
+            sd = entry["resource"]
+            for el in sd.get("snapshot", {}).get("element", ()):
+                if el.get("max") not in (None, "0", "1") and "." in el["path"]:
+                    out.add(el["path"])
+    return out
+
+
 def _type_code(code: str) -> str:
     # Resource.id and friends are typed as FHIRPath system types.
     return "id" if code.startswith("http://hl7.org/fhirpath/System.") else code
@@ -112,7 +124,7 @@ def build(
     compartment: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     table = element_table([resources, types])
-    recorder = ElementTypes(table)
+    recorder = ElementTypes(table, repeating_paths([resources, types]))
     by_url = {e["resource"]["url"]: e["resource"] for e in search_bundle["entry"]}
     rtypes = concrete_resource_types(resources)
     out: dict[str, dict[str, Any]] = {t: {} for t in rtypes}
@@ -130,7 +142,9 @@ def build(
             else:
                 continue
             for rtype in targets:
-                _record(raw, rtype, recorder)
+                single = _record(raw, rtype, recorder)
+                if single and base not in ABSTRACT:
+                    raw["single"] = True
     elements = {k: table[k] for k in sorted(recorder.used)}
     for k in list(elements):
         # Keep the targets of backbone/contentReference types reachable by name.
@@ -179,18 +193,28 @@ def _compact(sp: Mapping[str, Any], base: str, by_url: Mapping[str, Any]) -> dic
     return raw
 
 
-def _record(raw: Mapping[str, Any], rtype: str, recorder: ElementTypes) -> None:
-    """Compile once against the full table so the used element types get recorded."""
+def _record(raw: Mapping[str, Any], rtype: str, recorder: ElementTypes) -> bool:
+    """Compile once against the full table so the used element types get recorded.
+
+    Returns whether the expression yields at most one value per resource: no step may
+    repeat, and several branches must be the types of one choice element (``effective[x]``
+    becomes effectiveDateTime, effectivePeriod...), of which a resource has one.
+    """
     expr = raw.get("expr")
     if not expr:
-        return
+        return False
     try:
         branches = compile_branches(parse(expr), rtype, recorder)
         for comp in raw.get("components", ()):
             for b in branches:
                 compile_branches(parse(comp["expr"]), rtype, recorder, b.type)
     except Unsupported:
-        pass
+        return False
+    if not branches or any(b.repeats for b in branches):
+        return False
+    if len(branches) == 1:
+        return True
+    return len({b.choice for b in branches}) == 1 and branches[0].choice is not None
 
 
 def main(argv: list[str]) -> int:

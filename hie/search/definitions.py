@@ -75,6 +75,7 @@ class SearchParamDef:
     targets: tuple[str, ...] = ()
     components: tuple[ComponentDef, ...] = ()
     column: str | None = None  # "id" / "last_updated": a resource-table column, no index rows
+    single: bool = False  # at most one value per resource (from the element cardinalities)
 
     @property
     def modifiers(self) -> frozenset[str]:
@@ -162,12 +163,13 @@ class SearchRegistry:
                 for c in raw.get("components", ())
             ),
             column=_COLUMNS.get(code),
+            single=bool(raw.get("single", False)),
         )
 
 
 def _rebase(p: SearchParamDef, rtype: str) -> SearchParamDef:
     return SearchParamDef(
-        rtype, p.code, p.type, p.expression, p.url, p.targets, p.components, p.column
+        rtype, p.code, p.type, p.expression, p.url, p.targets, p.components, p.column, p.single
     )
 
 

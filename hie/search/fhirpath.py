@@ -15,7 +15,7 @@ general FHIRPath engine for those few expressions.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,14 +246,33 @@ class Branch:
 
     steps: tuple[Step, ...]
     type: FhirType
+    repeats: bool = False  # some step may hold several values (known when cardinality is)
+    choice: str | None = None  # the last key is one type of this choice element
 
 
 class ElementTypes:
     """R4 element types, ``"Observation.value[x]" -> ("Quantity", ...)``; ``@path``: a backbone."""
 
-    def __init__(self, table: Mapping[str, list[str] | tuple[str, ...]]) -> None:
+    def __init__(
+        self,
+        table: Mapping[str, list[str] | tuple[str, ...]],
+        repeating: Collection[str] = (),
+    ) -> None:
+        """``repeating``: element paths whose max cardinality is above 1."""
         self._table = table
+        self._repeating = frozenset(repeating)
         self.used: set[str] = set()
+
+    def repeats(self, context: FhirType, name: str) -> bool:
+        base = context[1:] if context.startswith("@") else context
+        if f"{base}.{name}" in self._table:
+            return f"{base}.{name}" in self._repeating
+        if f"{base}.{name}[x]" in self._table:
+            return False  # a choice holds one value
+        for parent in ("DomainResource", "Resource", "Element"):
+            if f"{parent}.{name}" in self._table:
+                return f"{parent}.{name}" in self._repeating
+        return True
 
     def child(self, context: FhirType, name: str) -> list[tuple[str, FhirType]]:
         """(json key, type) pairs of element ``name`` under ``context``."""
@@ -310,16 +329,22 @@ def _compile(
 ) -> Iterator[Branch]:
     if isinstance(node, Ident):
         if context is not None:
-            for key, t in types.child(context, node.name):
-                yield Branch((("key", key),), t)
+            many = types.repeats(context, node.name)
+            pairs = types.child(context, node.name)
+            choice = node.name if pairs and pairs[0][0] != node.name else None
+            for key, t in pairs:
+                yield Branch((("key", key),), t, many, choice)
             return
         if node.name in (rtype, "Resource", "DomainResource"):
             yield Branch((), rtype)
             return
         if not node.name[:1].isupper():
             # A path relative to the resource ("name | alias" on InsurancePlan).
-            for key, t in types.child(rtype, node.name):
-                yield Branch((("key", key),), t)
+            many = types.repeats(rtype, node.name)
+            pairs = types.child(rtype, node.name)
+            choice = node.name if pairs and pairs[0][0] != node.name else None
+            for key, t in pairs:
+                yield Branch((("key", key),), t, many, choice)
             return
         raise Unsupported(f"path root {node.name} on {rtype}")
     if isinstance(node, Union):
@@ -328,22 +353,25 @@ def _compile(
         return
     for b in _compile(node.base, rtype, types, context):
         if isinstance(node, Child):
-            for key, t in types.child(b.type, node.name):
-                yield Branch((*b.steps, ("key", key)), t)
+            many = b.repeats or types.repeats(b.type, node.name)
+            pairs = types.child(b.type, node.name)
+            choice = f"{b.steps}.{node.name}" if pairs and pairs[0][0] != node.name else None
+            for key, t in pairs:
+                yield Branch((*b.steps, ("key", key)), t, many, choice)
         elif isinstance(node, AsType):
             if _is_type(b.type, node.type):
                 yield b
         elif isinstance(node, Index):
-            yield Branch((*b.steps, ("index", node.index)), b.type)
+            yield Branch((*b.steps, ("index", node.index)), b.type, b.repeats)
         elif isinstance(node, WhereResolveIs):
             if b.type not in ("Reference", "canonical"):
                 raise Unsupported(f"resolve() on {b.type}")
-            yield Branch((*b.steps, ("reftype", node.type)), b.type)
+            yield Branch((*b.steps, ("reftype", node.type)), b.type, b.repeats, b.choice)
         elif isinstance(node, WhereEquals):
             types.child(b.type, node.field)  # the field must exist
-            yield Branch((*b.steps, ("eq", node.field, node.value)), b.type)
+            yield Branch((*b.steps, ("eq", node.field, node.value)), b.type, b.repeats, b.choice)
         else:
-            yield Branch((*b.steps, ("ext", node.url)), "Extension")
+            yield Branch((*b.steps, ("ext", node.url)), "Extension", True)
 
 
 # -- evaluation --------------------------------------------------------------------

@@ -104,7 +104,7 @@ class SearchRequest:
     query: SearchQuery
     count: int  # page size; 0 asks only for the total
     cursor: Cursor | None = None
-    total: bool = False  # count every match (after visibility)
+    total: bool = False  # count every match (after visibility); a complete first page always does
     estimate: bool = False  # a planner estimate is good enough for the total
     compartment: Compartment | None = None
     visibility: Visibility = field(default_factory=Visibility)

@@ -41,6 +41,7 @@ from hie.storage.sql.models import Base, Key
 CText: TypeEngine[str] = Text().with_variant(Text(collation="C"), "postgresql")
 Num: TypeEngine[Any] = Numeric(asdecimal=True).with_variant(Float(), "sqlite")
 Micros = BigInteger
+LONG_SPAN = 86_400_000_000  # a day in microseconds; the planner's _DAY
 
 
 @lru_cache(maxsize=8192)
@@ -82,14 +83,18 @@ def _columns(groups: Iterable[tuple[str, TypeEngine[Any]]], prefix: str = "") ->
     return [Column(prefix + name, kind) for name, kind in groups]
 
 
-def _table(name: str, columns: list[Column[Any]], *indexes: Index) -> Table:
+def _table(
+    name: str, columns: list[Column[Any]], *indexes: Index, probe: tuple[str, ...] = ()
+) -> Table:
+    """An index table; (res_pk, param, *probe) serves replacing a resource's rows, sort
+    keys, and checking one resource's values when another condition drives the query."""
     return Table(
         name,
         Base.metadata,
         Column("res_pk", Key, nullable=False),
         Column("param", Integer, nullable=False),
         *columns,
-        Index(f"ix_{name}_res_pk", "res_pk", "param"),
+        Index(f"ix_{name}_res_pk", "res_pk", "param", *probe),
         *indexes,
     )
 
@@ -112,7 +117,10 @@ string_table = _table(
     "idx_string", _columns(GROUPS["string"]), _lookup("idx_string", "param", "norm")
 )
 token_table = _table(
-    "idx_token", _columns(GROUPS["token"]), _lookup("idx_token", "param", "code", "system")
+    "idx_token",
+    _columns(GROUPS["token"]),
+    _lookup("idx_token", "param", "code", "system"),
+    probe=("code",),
 )
 token_text_table = _table(
     "idx_token_text", [Column("text", CText)], _lookup("idx_token_text", "param", "text")
@@ -127,6 +135,16 @@ date_table = _table(
     _columns(GROUPS["date"]),
     _lookup("idx_date", "param", "low", "high"),
     _lookup("idx_date", "param", "high"),
+    # Rows spanning a day or more (months, years, long or open periods): a range on
+    # ``low`` cannot bound them, so date searches read them from this small index.
+    Index(
+        "ix_idx_date_long",
+        "param",
+        "low",
+        postgresql_include=["res_pk", "high"],
+        postgresql_where=text(f"high - low >= {LONG_SPAN}"),
+        sqlite_where=text(f"high - low >= {LONG_SPAN}"),
+    ),
 )
 number_table = _table(
     "idx_number", _columns(GROUPS["number"]), _lookup("idx_number", "param", "low")

@@ -24,11 +24,13 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Select,
     Table,
     and_,
     false,
     func,
+    literal_column,
     null,
     or_,
     select,
@@ -77,6 +79,7 @@ from hie.storage.ports import (
     Visibility,
 )
 from hie.storage.sql.index_tables import (
+    LONG_SPAN,
     component_prefix,
     composite_tables,
     date_table,
@@ -288,6 +291,63 @@ class Planner:
 
     # -- clauses -------------------------------------------------------------------
 
+    def conditions(
+        self, r: FromClause, clauses: Sequence[Clause], rtype: str, ctx: _Context
+    ) -> list[ColumnElement[bool]]:
+        """The AND of ``clauses``; date clauses on one single-valued parameter merge.
+
+        ``date=ge2024-01-01&date=lt2024-02-01`` on Observation.date (``effective[x]``, one
+        value per resource) asks one row for both bounds, which gives the index a range
+        with two ends; asked apart, each bound alone would select half the table.
+        """
+        out: list[ColumnElement[bool]] = []
+        merged: dict[str, list[ParamClause]] = {}
+        for clause in clauses:
+            if (
+                isinstance(clause, ParamClause)
+                and clause.param.type is ParamType.DATE
+                and clause.param.single
+                and clause.param.column is None
+                and clause.modifier is None
+            ):
+                merged.setdefault(clause.param.code, []).append(clause)
+            else:
+                out.append(self.condition(r, clause, rtype, ctx))
+        for group in merged.values():
+            p = group[0].param
+            preds = [self._date_values(c, ctx.now_us) for c in group]
+            rows = self._date_rows(param_key(p.resource_type, p.code), preds)
+            out.append(r.c.pk.in_(rows))
+        return out
+
+    def _date_values(self, c: ParamClause, now_us: int) -> Predicate:
+        """The OR of a date clause's values, as one predicate."""
+        conj: list[tuple[Compare, ...]] = []
+        for v in c.values:
+            assert isinstance(v, DateValue)
+            conj += date_predicate(v.prefix, v.range, now_us).clauses
+        return Predicate(tuple(conj))
+
+    def _date_rows(self, key: int, preds: Sequence[Predicate]) -> CompoundSelect[Any]:
+        """res_pk of the date rows of ``key`` that satisfy every predicate.
+
+        Most rows span less than a day (an instant, a dateTime, a short Period); for them
+        a bound on ``high`` is a bound on ``low`` too, so every predicate becomes a range
+        on (param, low). Longer spans (months, open-ended periods) are few and have a
+        partial index of their own.
+        """
+        t = date_table
+        exact = [self._predicate(p, t.c.low, t.c.high, nullable=False) for p in preds]
+        span = t.c.high - t.c.low
+        short = [t.c.param == key, span < literal_column(str(_DAY)), *exact]
+        low, high = _low_bounds(preds)
+        if low is not None:
+            short.append(t.c.low >= low)
+        if high is not None:
+            short.append(t.c.low <= high)
+        long = [t.c.param == key, span >= literal_column(str(_DAY)), *exact]
+        return union_all(select(t.c.res_pk).where(*short), select(t.c.res_pk).where(*long))
+
     def condition(
         self, r: FromClause, clause: Clause, rtype: str, ctx: _Context
     ) -> ColumnElement[bool]:
@@ -308,6 +368,8 @@ class Planner:
             tables = [self._rows(t, key) for t in _tables_of(p)]
             rows = tables[0] if len(tables) == 1 else union_all(*tables)
             return r.c.pk.not_in(rows) if c.values[0].missing else r.c.pk.in_(rows)
+        if p.type is ParamType.DATE:
+            return r.c.pk.in_(self._date_rows(key, [self._date_values(c, ctx.now_us)]))
         table, cond = self._values(p, c, ctx.now_us)
         rows = self._rows(table, key).where(cond)
         if c.modifier is Modifier.NOT:
@@ -598,7 +660,7 @@ class Planner:
         ]
         if request.compartment is not None:
             where.append(self.in_compartment(r, rtype, request.compartment))
-        where += [self.condition(r, c, rtype, ctx) for c in query.clauses]
+        where += self.conditions(r, query.clauses, rtype, ctx)
         if request.count <= 0:
             total = None
             if request.total:
@@ -616,11 +678,10 @@ class Planner:
             inner = select(*columns, r.c.custodian, *labels).where(*where)
             rows, more, before = self._page(conn, inner, specs, request.cursor, request.count)
         total = None
-        if request.total:
-            if request.cursor is None and not more:
-                total = len(rows)  # the whole result is on this page
-            else:
-                total = self._count(conn, select(r.c.pk).where(*where), estimate=request.estimate)
+        if request.cursor is None and not more:
+            total = len(rows)  # the whole result is on this page
+        elif request.total:
+            total = self._count(conn, select(r.c.pk).where(*where), estimate=request.estimate)
         items = [stored(row) for row in rows]
         nkeys = len(specs)
 
@@ -883,28 +944,38 @@ class Planner:
         ids = sorted(comp.patient_ids)
         ref = reference_table
         keys = [param_key(t, code) for t, codes in comp.params.items() for code in codes]
-        members = union(
-            select(ref.c.res_pk.label("pk")).where(
-                ref.c.target_id.in_(ids),
-                ref.c.target_id.is_not(None),
-                ref.c.target_type == "Patient",
-                ref.c.param.in_(keys),
-            ),
-            select(R.c.pk.label("pk")).where(R.c.type == "Patient", R.c.id.in_(ids)),
-        ).cte("members")
-        inside = sorted({*comp.params, "Patient"})
-        t = R.alias("t")
-        ref2 = reference_table.alias("ref2")
-        referenced = (
-            select(t.c.pk.label("pk"))
-            .select_from(
-                ref2.join(t, and_(t.c.type == ref2.c.target_type, t.c.id == ref2.c.target_id))
-            )
-            .where(ref2.c.res_pk.in_(select(members.c.pk)), ref2.c.target_type.not_in(inside))
+        # In steps, with the keys in hand between them: a compartment is small, and the
+        # database plans each step well once it sees the actual keys (a single statement
+        # leaves it guessing the size of the member set and scanning the resource table).
+        members = select(ref.c.res_pk).where(
+            ref.c.target_id.in_(ids),
+            ref.c.target_id.is_not(None),
+            ref.c.target_type == "Patient",
+            ref.c.param.in_(keys),
         )
+        patients = select(R.c.pk).where(R.c.type == "Patient", R.c.id.in_(ids))
+        found = {int(pk) for (pk,) in conn.execute(union(members, patients))}
+        inside = sorted({*comp.params, "Patient"})
+        targets: dict[str, set[str]] = {}
+        for chunk in _chunks(sorted(found), 5000):
+            referenced = (
+                select(ref.c.target_type, ref.c.target_id)
+                .where(
+                    ref.c.res_pk.in_(chunk),
+                    ref.c.target_id.is_not(None),
+                    ref.c.target_type.not_in(inside),
+                )
+                .distinct()
+            )
+            for rtype, rid in conn.execute(referenced):
+                targets.setdefault(rtype, set()).add(rid)
+        for rtype, rids in sorted(targets.items()):
+            for part in _chunks(sorted(rids), 5000):
+                lookup = select(R.c.pk).where(R.c.type == rtype, R.c.id.in_(part))
+                found |= {int(pk) for (pk,) in conn.execute(lookup)}
+        candidates = sorted(found)
         r = R.alias("r")
         where: list[ColumnElement[bool]] = [
-            r.c.pk.in_(union(select(members.c.pk), referenced)),
             r.c.deleted.is_(False),
             self.visible(r, None, request.visibility),
         ]
@@ -912,14 +983,34 @@ class Planner:
             where.append(r.c.type.in_(sorted(request.types)))
         if request.since is not None:
             where.append(r.c.last_updated_us >= from_datetime(request.since))
-        inner = select(*(r.c[name] for name in _RESOURCE_COLUMNS), r.c.custodian).where(*where)
-        rows, more, before = self._page(conn, inner, [], request.cursor, request.count)
+        cursor = request.cursor
+        before = cursor is not None and cursor.before
+        if cursor is None:
+            sequence = candidates
+        elif before:
+            sequence = [pk for pk in reversed(candidates) if pk < cursor.key]
+        else:
+            sequence = [pk for pk in candidates if pk > cursor.key]
+        columns = [*(r.c[name] for name in _RESOURCE_COLUMNS), r.c.custodian]
+        order = r.c.pk.desc() if before else r.c.pk.asc()
+        rows: list[Any] = []
+        for chunk in _chunks(sequence, 1000):  # in key order until the page is full
+            query = select(*columns).where(r.c.pk.in_(chunk), *where).order_by(order)
+            rows += conn.execute(query.limit(request.count + 1 - len(rows))).all()
+            if len(rows) > request.count:
+                break
+        more = len(rows) > request.count
+        rows = rows[: request.count]
+        if before:
+            rows.reverse()
         total = None
-        if request.total:
-            if request.cursor is None and not more:
-                total = len(rows)
-            else:
-                total = self._count(conn, select(r.c.pk).where(*where), estimate=False)
+        if cursor is None and not more:
+            total = len(rows)
+        elif request.total:
+            total = 0
+            for chunk in _chunks(candidates, 5000):
+                counted = select(func.count()).where(r.c.pk.in_(chunk), *where)
+                total += int(conn.execute(counted.select_from(r)).scalar_one())
         items = [stored(row) for row in rows]
         next_cursor = prev_cursor = None
         if rows:
@@ -937,6 +1028,49 @@ class Planner:
 class _Context:
     now_us: int
     visibility: Visibility
+
+
+_DAY = LONG_SPAN  # a date row spanning less than this is "short"
+
+
+def _low_bounds(preds: Sequence[Predicate]) -> tuple[int | None, int | None]:
+    """Bounds on ``low`` that every short row (high - low < a day) satisfying all
+    ``preds`` lies within; None where a side is open. A superset: the predicates are
+    still applied exactly."""
+    low: int | None = None
+    high: int | None = None
+    for pred in preds:
+        hull_low: int | None = None
+        hull_high: int | None = None
+        unbounded_low = unbounded_high = False
+        for conj in pred.clauses:
+            lo: int | None = None
+            hi: int | None = None
+            for c in conj:
+                value = int(c.value)
+                if c.op in (">", ">="):
+                    bound = value if c.column == "low" else value - _DAY
+                    lo = bound if lo is None else max(lo, bound)
+                else:
+                    hi = value if hi is None else min(hi, value)
+            if lo is None:
+                unbounded_low = True
+            else:
+                hull_low = lo if hull_low is None else min(hull_low, lo)
+            if hi is None:
+                unbounded_high = True
+            else:
+                hull_high = hi if hull_high is None else max(hull_high, hi)
+        if not unbounded_low and hull_low is not None:
+            low = hull_low if low is None else max(low, hull_low)
+        if not unbounded_high and hull_high is not None:
+            high = hull_high if high is None else min(high, hull_high)
+    return low, high
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _tables_of(p: SearchParamDef) -> list[Table]:

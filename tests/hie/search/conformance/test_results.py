@@ -174,12 +174,13 @@ def test_links_repeat_the_query(server: Server) -> None:
 def test_total_modes(server: Server, corpus: Corpus) -> None:
     n = len(heart(corpus))
     first = server.get("Observation?code=8867-4&_count=5")
-    assert first["total"] == n
-    second = server.get(_next(first))
-    assert "total" not in second, "by default only the first page counts"
+    assert "total" not in first, "a count runs only when asked for"
+    assert server.get("Observation?code=8867-4&_count=500")["total"] == n, "a whole result"
     accurate = server.get("Observation?code=8867-4&_count=5&_total=accurate")
+    assert accurate["total"] == n
     assert server.get(_next(accurate))["total"] == n
     assert "total" not in server.get("Observation?code=8867-4&_count=5&_total=none")
+    assert "total" not in server.get("Observation?code=8867-4&_count=500&_total=none")
     estimate = server.get("Observation?code=8867-4&_count=5&_total=estimate")
     assert isinstance(estimate["total"], int)
     counted = server.get("Observation?code=8867-4&_summary=count")
