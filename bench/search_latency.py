@@ -154,6 +154,44 @@ def explain(db_url: str, paths: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def in_process(db_url: str, scenarios: list[tuple[str, list[str]]], rounds: int) -> str:
+    """The exchange call and the Bundle rendering alone, one caller: what a search costs
+    before HTTP, authentication and the server's scheduling."""
+    import statistics
+    import time
+    from urllib.parse import parse_qsl, urlsplit
+
+    from hie.app import build_services
+    from hie.context import RequestContext
+    from hie.settings import Settings
+
+    services = build_services(Settings().replace(database__url=db_url))
+    ctx = RequestContext.system()
+    lines = ["| scenario | in-process p50 ms | p99 ms | entries |", "|---|---|---|---|"]
+    for name, urls in scenarios:
+        times: list[float] = []
+        entries = 0
+        for path in (urls * rounds)[: max(len(urls), 60)]:
+            parts = urlsplit(path)
+            segments = parts.path.split("/")[2:]
+            params = parse_qsl(parts.query)
+            started = time.perf_counter()
+            if segments[-1] == "$everything":
+                result = services.exchange.everything(ctx, segments[1], params)
+            else:
+                result = services.exchange.search(ctx, segments[0], params)
+            services.exchange.render_search(result)
+            times.append((time.perf_counter() - started) * 1000)
+            entries += len(result.entries) + len(result.included)
+        times.sort()
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+        lines.append(
+            f"| {name} | {statistics.median(times):.1f} | {p99:.1f} | {entries / len(times):.0f} |"
+        )
+    services.close()
+    return "\n".join(lines)
+
+
 def sizes(db_url: str) -> str:
     engine = sa.create_engine(db_url)
     with engine.connect() as conn:
@@ -202,6 +240,7 @@ def main() -> None:
             [f"/fhir/Patient/{b['id']}/$everything?_count=1000" for b in manifest["big"]],
         )
     )
+    print(in_process(db_url, scenarios, 3))
     if not args.skip_explain:
         (OUT / "search_explain.txt").write_text(
             explain(db_url, {name: urls[0] for name, urls in scenarios})
