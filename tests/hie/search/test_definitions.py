@@ -156,3 +156,21 @@ def test_patient_compartment_and_shapes_come_with_the_definitions() -> None:
     assert "deceased[x]" in registry.summary_elements("Patient")
     assert "communication" not in registry.summary_elements("Patient")
     assert registry.mandatory_elements("Observation") == ("status", "code")
+
+
+def test_single_valued_parameters_come_from_the_cardinalities() -> None:
+    from hie.search import default_registry
+
+    registry = default_registry()
+
+    def single(rtype: str, code: str) -> bool:
+        param = registry.param(rtype, code)
+        assert param is not None
+        return param.single
+
+    assert single("Observation", "date"), "effective[x]: one value, whichever type"
+    assert single("Patient", "birthdate")
+    assert single("Encounter", "date")
+    assert not single("Patient", "name"), "name repeats"
+    assert not single("RiskAssessment", "probability"), "prediction repeats"
+    assert not single("Patient", "_lastUpdated"), "common parameters are not marked"
