@@ -106,6 +106,7 @@ def dicom_config(settings: Settings) -> DicomConfig:
         duplicate_policy=DuplicatePolicy(settings.dicom.duplicate_policy),
         dicomweb_url=settings.dicomweb_url,
         default_timezone=settings.dicom.timezone,
+        poll_interval=settings.dicom.poll_interval,
     )
 
 

@@ -82,6 +82,7 @@ class DicomSettings(_Section):
     duplicate_policy: str = "keep-first"
     timezone: str = "+08:00"
     dicomweb_url: str = ""
+    poll_interval: float = 0.0002
 
 
 class Settings(_Section):
