@@ -212,8 +212,8 @@ class Protection:
 
     def _rid_alternatives(self, v: str) -> str:
         system, sep, number = v.partition("|")
-        if not sep or system != RESIDENT_ID_SYSTEM or not number:
-            return v
+        if not sep or system != RESIDENT_ID_SYSTEM or not number or "." in number:
+            return v  # not a number, or already a blind index
         return ",".join(f"{system}|{b}" for b in self.lookup("resident_id", number))
 
     def _phone_alternatives(self, v: str) -> str:

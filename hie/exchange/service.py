@@ -448,10 +448,10 @@ class Exchange:
         *,
         strict: bool = False,
     ) -> SearchResult:
-        params = self._params(resource_type, params)
         with self._store.unit_of_work(write=False) as uow:
             result = self.search_in(uow, ctx, resource_type, params, strict=strict)
-        self.record(ctx, "search", resource_type=resource_type, query=_query_text(params))
+        query = _query_text(self._params(resource_type, params))
+        self.record(ctx, "search", resource_type=resource_type, query=query)
         return result
 
     def search_in(
