@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from card import resident_id
-from hie.crypto import Keyring, load_keyring
+from hie.crypto import Keyring, keyring_path, load_keyring
 from hie.exchange.mpi import MasterPatientIndex
 from hie.exchange.protection import Protection
 from hie.identity import Matcher, load_match_config
@@ -49,9 +49,18 @@ def build_identity(
     keys: Callable[[], Keyring] | None = None,
 ) -> dict[str, Any]:
     """The ``protection`` and ``mpi`` arguments of ``Exchange``."""
+    ring_file = keyring_path(settings.data_dir)
+
+    def stamp() -> object:
+        try:
+            return ring_file.stat().st_mtime_ns
+        except OSError:
+            return None
+
     protection = Protection(
         keys or (lambda: load_keyring(settings.data_dir)),
         canonical_resident_id=canonical_resident_id,
+        stamp=None if keys is not None else stamp,
     )
     matcher = Matcher(
         load_match_config(match_config_path(settings)),

@@ -65,10 +65,22 @@ class Protection:
         keys: Callable[[], Keyring],
         *,
         canonical_resident_id: Callable[[str], str] = _identity,
+        stamp: Callable[[], object] | None = None,
     ) -> None:
+        """``stamp`` says when the keyring changed (the file's mtime): a new current key
+        from ``hie keys rotate`` is then used for new values and lookups at once."""
         self._load = keys
         self._canonical = canonical_resident_id
+        self._stamp = stamp
+        self._seen = stamp() if stamp else None
         self._install(keys())
+
+    def _fresh(self) -> None:
+        if self._stamp is not None:
+            now = self._stamp()
+            if now != self._seen:
+                self._seen = now
+                self.reload()
 
     def _install(self, ring: Keyring) -> None:
         self.cipher = FieldCipher(ring.encryption)
@@ -88,10 +100,12 @@ class Protection:
 
     def index(self, kind: str, value: str) -> str:
         """The blind index of a value under the current key (what is stored)."""
+        self._fresh()
         return self.blind.value(kind, self.canonical(kind, value))
 
     def lookup(self, kind: str, value: str) -> list[str]:
         """The blind index under every key (what a lookup matches)."""
+        self._fresh()
         return self.blind.lookup_values(kind, self.canonical(kind, value))
 
     def encrypt(self, plain: str, context: bytes) -> str:
@@ -110,6 +124,7 @@ class Protection:
 
     def seal(self, resource: dict[str, Any]) -> dict[str, Any]:
         """A copy of the resource with every protected number sealed."""
+        self._fresh()
         out = _walk(resource, self._seal_element)
         assert isinstance(out, dict)
         return out

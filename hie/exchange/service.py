@@ -94,6 +94,7 @@ class Exchange:
         )
         # -- identity: protected numbers and the master patient index
         self._protection = protection
+        self.protection = protection
         conditions = self._search.condition
         if protection is not None:
             conditions = self._protected_conditions
