@@ -222,7 +222,7 @@ class MasterPatientIndex:
             updated_at=dt.datetime.fromisoformat(d["updated"]) if d["updated"] else None,
         )
 
-    def _link_for(self, record: PersonRecord, **fields: Any) -> IdentityLink:
+    def link_for(self, record: PersonRecord, **fields: Any) -> IdentityLink:
         rid = record.resident_id
         return IdentityLink(
             source_id=record.record_id,
@@ -238,7 +238,7 @@ class MasterPatientIndex:
     def resealed(self, link: IdentityLink) -> IdentityLink:
         """The link re-encrypted and re-indexed under the current keys (key rotation)."""
         record = self.open_record(link)
-        fresh = self._link_for(
+        fresh = self.link_for(
             record,
             enterprise_id=link.enterprise_id,
             status=link.status,
@@ -294,7 +294,7 @@ class MasterPatientIndex:
         if survivor is not None and survivor != id_:
             target = tables.get(survivor)
             if target is not None:
-                link = self._link_for(
+                link = self.link_for(
                     record,
                     enterprise_id=target.enterprise_id,
                     status="merged",
@@ -303,7 +303,7 @@ class MasterPatientIndex:
                 )
                 return self._move(uow, writes, current, link)
         if current is not None and current.status in HUMAN_STATUSES:
-            link = self._link_for(
+            link = self.link_for(
                 record,
                 enterprise_id=current.enterprise_id,
                 status=current.status,
@@ -320,7 +320,7 @@ class MasterPatientIndex:
                 alone = [m for m in tables.members([current.enterprise_id]) if m.source_id != id_]
                 if not alone:
                     enterprise = current.enterprise_id
-            link = self._link_for(
+            link = self.link_for(
                 record,
                 enterprise_id=enterprise or self._new_id(),
                 status="auto",
@@ -329,7 +329,7 @@ class MasterPatientIndex:
             )
         else:
             status = "auto" if decision.outcome is Outcome.MATCH else "provisional"
-            link = self._link_for(
+            link = self.link_for(
                 record,
                 enterprise_id=decision.enterprise_id,
                 status=status,

@@ -217,10 +217,11 @@ class Protection:
         """Searches by protected numbers, rewritten to their blind indexes."""
         out: list[tuple[str, str]] = []
         for name, value in params:
-            base = name.split(":", 1)[0]
+            # chained parameters end in the element searched: subject:Patient.identifier
+            base = name.rsplit(".", 1)[-1].split(":", 1)[0]
             if base == "identifier" and RESIDENT_ID_SYSTEM + "|" in value:
                 value = ",".join(self._rid_alternatives(v) for v in value.split(","))
-            elif base in _PHONE_PARAMS and ":" not in name:
+            elif base in _PHONE_PARAMS and ":" not in name.rsplit(".", 1)[-1]:
                 value = ",".join(self._phone_alternatives(v) for v in value.split(","))
             out.append((name, value))
         return out
