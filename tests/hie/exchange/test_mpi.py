@@ -264,3 +264,25 @@ def test_identity_operations_answer_operation_outcomes(api: Api) -> None:
     assert res.status_code == 404
     assert res.json["resourceType"] == "OperationOutcome"
     assert orjson.loads(res.data)["issue"]
+
+
+def test_card_number_links_deterministically(api: Api, services: Services) -> None:
+    card = {
+        "resourceType": "Patient",
+        "meta": {"tag": [{"system": "urn:hie:identity", "code": "card"}]},
+        "identifier": [
+            {"system": RESIDENT_ID_SYSTEM, "value": ZHANG},
+            {"system": "urn:hie:mianzhou-pass", "value": "5107100000000123"},
+        ],
+        "name": [{"family": "张", "given": ["伟"]}],
+        "gender": "male",
+        "birthDate": "1980-01-01",
+    }
+    holder = create(api, card)
+    # a hospital that read the card but keeps only a pinyin name and no resident ID
+    visit = patient("V1", "h5", family="Zhang", given="Wei", phone=None, birth="1980-10-01")
+    visit["identifier"].append({"system": "urn:hie:mianzhou-pass", "value": "5107100000000123"})
+    seen = create(api, visit)
+    e = enterprise(services, holder)
+    assert enterprise(services, seen) == e
+    assert links(api, e)[f"Patient/{seen}"] == "auto"
