@@ -115,7 +115,8 @@ def _rewrap(batch: int, index: bool) -> None:
                     with services.store.unit_of_work(write=True) as uow:
                         found = uow.identity.scan(after, batch)
                         for link in found:
-                            uow.identity.put(ops.mpi.resealed(link))
+                            fresh = ops.mpi.resealed(link)
+                            uow.identity.put(fresh, expected_sealed=link.sealed)
                     if not found:
                         break
                     links += len(found)

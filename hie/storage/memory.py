@@ -61,8 +61,12 @@ class MemoryIdentityTables:
     def get(self, source_id: str) -> IdentityLink | None:
         return self._s.links.get(source_id)
 
-    def put(self, link: IdentityLink) -> None:
+    def put(self, link: IdentityLink, *, expected_sealed: str | None = None) -> bool:
+        current = self._s.links.get(link.source_id)
+        if expected_sealed is not None and (current is None or current.sealed != expected_sealed):
+            return False
         self._s.links[link.source_id] = link
+        return True
 
     def remove(self, source_id: str) -> None:
         self._s.links.pop(source_id, None)

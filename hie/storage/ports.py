@@ -211,8 +211,10 @@ class IdentityTables(Protocol):
 
     def get(self, source_id: str) -> IdentityLink | None: ...
 
-    def put(self, link: IdentityLink) -> None:
-        """Insert or replace the link and its blocking keys."""
+    def put(self, link: IdentityLink, *, expected_sealed: str | None = None) -> bool:
+        """Insert or replace the link and its blocking keys. With ``expected_sealed``,
+        only if the stored record is still that one (key rotation beside live writes);
+        returns whether it was written."""
 
     def remove(self, source_id: str) -> None: ...
 

@@ -151,7 +151,7 @@ class SqlIdentityTables:
         row = self._conn.execute(select(*_LINK_COLS).where(LINK.c.source_id == source_id)).first()
         return _link(row) if row else None
 
-    def put(self, link: IdentityLink) -> None:
+    def put(self, link: IdentityLink, *, expected_sealed: str | None = None) -> bool:
         values = {
             "enterprise_id": link.enterprise_id,
             "source": link.source,
@@ -164,10 +164,13 @@ class SqlIdentityTables:
             "merged_from": link.merged_from,
             "updated_us": _us(link.updated),
         }
-        done = self._conn.execute(
-            update(LINK).where(LINK.c.source_id == link.source_id).values(**values)
-        )
+        where = LINK.c.source_id == link.source_id
+        if expected_sealed is not None:
+            where = where & (LINK.c.sealed == expected_sealed)
+        done = self._conn.execute(update(LINK).where(where).values(**values))
         if not done.rowcount:
+            if expected_sealed is not None:
+                return False  # changed meanwhile: its writer sealed it under the new key
             self._conn.execute(insert(LINK).values(source_id=link.source_id, **values))
         old = {
             r[0]
@@ -186,6 +189,7 @@ class SqlIdentityTables:
             self._conn.execute(
                 insert(BLOCK), [{"key": k, "source_id": link.source_id} for k in sorted(new - old)]
             )
+        return True
 
     def remove(self, source_id: str) -> None:
         self._conn.execute(delete(BLOCK).where(BLOCK.c.source_id == source_id))
