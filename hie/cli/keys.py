@@ -16,8 +16,9 @@ import click
 import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import text
 
-from hie.app import build_services
+from hie.app import Services, build_services
 from hie.crypto import KeyringError, load_keyring
 from hie.exchange.protection import SEALED_URL
 from hie.settings import load_settings
@@ -122,9 +123,39 @@ def _rewrap(batch: int, index: bool) -> None:
                     links += len(found)
                     after = found[-1].source_id
                     progress.advance(linked, len(found))
+        inbox = _rewrap_inbox(services, batch)
         if index:
             done = services.exchange.reindex(None, batch=batch)
             console.print(f"reindexed {done} resources")
     finally:
         services.close()
-    click.echo(f"re-encrypted {changed} resource versions and {links} index records")
+    click.echo(
+        f"re-encrypted {changed} resource versions, {links} index records"
+        f" and {inbox} HL7 inbox messages"
+    )
+
+
+def _rewrap_inbox(services: Services, batch: int) -> int:
+    """The HL7 inbox's sealed raw messages, under the current key (compare-and-set)."""
+    sealer = services.exchange.raw_sealer("hl7.inbox.raw")
+    if sealer is None:
+        return 0
+    changed, after = 0, 0
+    while True:
+        with services.engine.begin() as conn:
+            rows = conn.execute(
+                text("SELECT id, raw FROM hl7_inbox WHERE id > :after ORDER BY id LIMIT :n"),
+                {"after": after, "n": batch},
+            ).all()
+            for row_id, raw in rows:
+                stored = bytes(raw)
+                if sealer.is_current(stored):
+                    continue
+                new = sealer.seal(sealer.open(stored))
+                changed += conn.execute(
+                    text("UPDATE hl7_inbox SET raw = :new WHERE id = :id AND raw = :old"),
+                    {"new": new, "id": row_id, "old": stored},
+                ).rowcount
+        if not rows:
+            return changed
+        after = rows[-1][0]

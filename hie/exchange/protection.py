@@ -37,7 +37,7 @@ from hie.errors import BadRequest
 from hie.fhir.identifiers import RESIDENT_ID_SYSTEM
 from hie.storage.ports import StoredResource
 
-__all__ = ["SEALED_URL", "UNMASKED_SCOPE", "Protection"]
+__all__ = ["SEALED_URL", "UNMASKED_SCOPE", "BytesSealer", "Protection"]
 
 SEALED_URL = "urn:hie:sealed"
 UNMASKED_SCOPE = "hie.identity.unmasked"
@@ -241,6 +241,29 @@ class Protection:
             return v
         prefix = f"{system}|" if sep else ""
         return ",".join(prefix + b for b in self.lookup("phone", number))
+
+
+class BytesSealer:
+    """Seals whole byte strings (an adapter's durable copy of a raw message, which holds
+    resident ID and phone numbers): ``hie1.<key>.<AES-GCM>`` as ASCII bytes.
+
+    ``open`` passes through bytes that are not sealed (rows written before sealing)."""
+
+    def __init__(self, protection: Protection, context: bytes) -> None:
+        self._p = protection
+        self._context = context
+
+    def seal(self, raw: bytes) -> bytes:
+        self._p._fresh()
+        return self._p.encrypt(raw.decode("latin-1"), self._context).encode("ascii")
+
+    def open(self, stored: bytes) -> bytes:
+        if not stored.startswith(b"hie1."):
+            return stored
+        return self._p.decrypt(stored.decode("ascii"), self._context).encode("latin-1")
+
+    def is_current(self, stored: bytes) -> bool:
+        return not stored.startswith(b"hie1.") or self._p.cipher.is_current(stored.decode("ascii"))
 
 
 def _phone_like(value: str) -> bool:

@@ -26,7 +26,7 @@ from hie.errors import (
 from hie.exchange.identity_api import IdentityOperations
 from hie.exchange.mpi import MasterPatientIndex, Writes
 from hie.exchange.ports import Clock, IdFactory, Validator, VisibilityPolicy, see_everything
-from hie.exchange.protection import Protection
+from hie.exchange.protection import BytesSealer, Protection
 from hie.exchange.results import HistoryResult, SearchResult, WriteResult
 from hie.exchange.searching import Searcher
 from hie.exchange.transaction import BundleProcessor
@@ -133,6 +133,13 @@ class Exchange:
         if self._protection is None:
             return params
         return self._protection.search_params(resource_type, params)
+
+    def raw_sealer(self, purpose: str) -> BytesSealer | None:
+        """Seals an adapter's raw copies of messages (the HL7 inbox) with the exchange's
+        keys; None when protection is off."""
+        if self._protection is None:
+            return None
+        return BytesSealer(self._protection, purpose.encode("utf-8"))
 
     def reveal(self, ctx: RequestContext, stored: StoredResource) -> StoredResource:
         """The stored resource with protected numbers opened (masked unless the caller's

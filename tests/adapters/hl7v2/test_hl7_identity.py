@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import orjson
+from click.testing import CliRunner
+from sqlalchemy import text
 
 from adapters.hl7v2.config import Hl7Config
 from adapters.hl7v2.inbox import Inbox
 from adapters.hl7v2.senders import SenderRegistry
 from adapters.hl7v2.service import Hl7Service
 from hie.app import Services
+from hie.cli import main
 from hie.context import RequestContext
+from hie.crypto import load_keyring
 from hie.fhir.identifiers import RESIDENT_ID_SYSTEM
+from hie.schema import all_tables
 from tests.adapters.hl7v2.hl7_support import add_sender, mllp_exchange, msa, resident_id, run
 
 SYS = RequestContext.system()
@@ -35,7 +41,11 @@ def pid(mrn: str, name: str, birth: str, sex: str, rid: str | None = None, phone
 def feed(services: Services, messages: list[bytes]) -> list[bytes]:
     async def scenario() -> list[bytes]:
         svc = Hl7Service(
-            services.engine, services.exchange, Hl7Config(port=0, workers=1), run_workers=True
+            services.engine,
+            services.exchange,
+            Hl7Config(port=0, workers=1),
+            run_workers=True,
+            raw_cipher=services.exchange.raw_sealer("hl7.inbox.raw"),
         )
         await svc.start()
         try:
@@ -103,3 +113,35 @@ def test_adt_feeds_from_two_hospitals_link_and_an_a40_merge_flows_in(services: S
         i["value"] for p in found for i in p["identifier"] if i["system"] == RESIDENT_ID_SYSTEM
     }
     assert shown == {RID[:6] + "********" + RID[-4:]}
+    # the inbox keeps the raw messages sealed: no resident ID or phone anywhere in the tables
+    with services.engine.connect() as conn:
+        raws = [bytes(r[0]) for r in conn.execute(text("SELECT raw FROM hl7_inbox"))]
+        assert len(raws) == 4
+        assert all(r.startswith(b"hie1.") for r in raws)
+        for table in all_tables():
+            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                for value in row:
+                    if isinstance(value, bytes | memoryview):
+                        data = bytes(value).decode("latin-1")
+                    else:
+                        data = str(value)
+                    assert RID not in data, table
+                    assert "13812345678" not in data, table
+    # a key rotation re-seals them; the inbox still opens them
+    env = {
+        "HIE_DATABASE_URL": services.settings.database.url,
+        "HIE_DATA_DIR": str(services.settings.data_dir),
+        "HIE_CONFIG_DIR": str(Path(__file__).parents[3] / "config"),
+    }
+    rotated = CliRunner().invoke(main, ["keys", "rotate"], env=env)
+    assert rotated.exit_code == 0, rotated.output
+    assert "and 4 HL7 inbox messages" in rotated.output
+    current = load_keyring(services.settings.data_dir).encryption.current
+    inbox = Inbox(services.engine, raw_cipher=services.exchange.raw_sealer("hl7.inbox.raw"))
+    with services.engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, raw FROM hl7_inbox")).all()
+    for row_id, raw in rows:
+        assert bytes(raw).startswith(f"hie1.{current}.".encode())
+        entry = inbox.get(row_id)
+        assert entry is not None
+        assert entry.raw.startswith(b"MSH|")
