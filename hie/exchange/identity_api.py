@@ -62,8 +62,14 @@ class IdentityOperations:
 
     # -- lookups -------------------------------------------------------------------------
 
+    def _may_resolve(self, ctx: RequestContext, interaction: Interaction) -> None:
+        # The card service's readers hold card.* scopes, not clinical ones.
+        if any(n.startswith("card.") for n in ctx.scopes.names) or ctx.scopes.has(MANAGE_SCOPE):
+            return
+        self._x.require(ctx, interaction, "Patient")
+
     def enterprise_of(self, ctx: RequestContext, patient_ref: str) -> str:
-        self._x.require(ctx, Interaction.READ, "Patient")
+        self._may_resolve(ctx, Interaction.READ)
         pid = patient_id(patient_ref)
         with self._store.unit_of_work(write=False) as uow:
             found = self.mpi.enterprise_of(uow, pid)
@@ -73,7 +79,7 @@ class IdentityOperations:
 
     def enterprise_by_identifier(self, ctx: RequestContext, system: str, value: str) -> str | None:
         """``Patient/<enterprise id>`` of the person holding a resident ID or card number."""
-        self._x.require(ctx, Interaction.SEARCH, "Patient")
+        self._may_resolve(ctx, Interaction.SEARCH)
         with self._store.unit_of_work(write=False) as uow:
             found = self.mpi.enterprise_by_identifier(uow, system, value)
         return None if found is None else f"Patient/{found}"

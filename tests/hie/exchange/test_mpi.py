@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from card.resident_id import check_character
 from hie.app import Services
-from hie.context import RequestContext
+from hie.context import RequestContext, Scopes
+from hie.errors import Forbidden, NotFound
 from hie.fhir.identifiers import RESIDENT_ID_SYSTEM
 from tests.support import Api
 
@@ -286,3 +288,13 @@ def test_card_number_links_deterministically(api: Api, services: Services) -> No
     e = enterprise(services, holder)
     assert enterprise(services, seen) == e
     assert links(api, e)[f"Patient/{seen}"] == "auto"
+
+
+def test_card_readers_resolve_enterprise_patients(api: Api, services: Services) -> None:
+    a = create(api, patient("A1", resident_id=ZHANG))
+    reader = RequestContext(actor="reader", scopes=Scopes("card.identify"))
+    assert services.exchange.enterprise_of(reader, f"Patient/{a}") == enterprise(services, a)
+    with pytest.raises(Forbidden):
+        services.exchange.enterprise_of(RequestContext(actor="nobody"), f"Patient/{a}")
+    with pytest.raises(NotFound):
+        services.exchange.enterprise_of(SYS, "Patient/unknown")
