@@ -23,6 +23,7 @@ from hie.errors import FhirError
 from hie.exchange import Exchange
 from hie.fhir.types import SERVED_TYPES
 from hie.fhir.validation import load_validator
+from hie.identity_wiring import build_identity
 from hie.rest import http
 from hie.rest.auth import bearer_authenticator
 from hie.rest.fhir import create_fhir_blueprint
@@ -91,6 +92,7 @@ def build_services(
         base_url=settings.fhir_base_url,
         default_count=settings.fhir.default_count,
         max_count=settings.fhir.max_count,
+        **build_identity(settings, clock=clock),
     )
     dicom = DicomService(dicom_config(settings), exchange, session_factory(engine))
     return Services(settings, engine, store, audit_sink, exchange, issuer, verifier, dicom)
