@@ -30,6 +30,7 @@ from hie.rest.reads import ReadPath
 from hie.search import Extractor, default_registry
 from hie.settings import Settings, load_settings
 from hie.storage.sql.engine import build_engine
+from hie.storage.sql.grants import SqlGrantStore
 from hie.storage.sql.store import SqlStore
 
 Clock = Callable[[], datetime]
@@ -91,6 +92,7 @@ def build_services(
         base_url=settings.fhir_base_url,
         default_count=settings.fhir.default_count,
         max_count=settings.fhir.max_count,
+        grants=SqlGrantStore(engine),
     )
     dicom = DicomService(dicom_config(settings), exchange, session_factory(engine))
     return Services(settings, engine, store, audit_sink, exchange, issuer, verifier, dicom)
