@@ -84,6 +84,11 @@ class DicomSettings(_Section):
     dicomweb_url: str = ""
 
 
+class CardSettings(_Section):
+    qr_ttl: int = 60
+    checkin_grant_hours: float = 24.0
+
+
 class Settings(_Section):
     host: str = "127.0.0.1"
     database: DatabaseSettings = DatabaseSettings()
@@ -95,6 +100,7 @@ class Settings(_Section):
     mllp: MllpSettings = MllpSettings()
     hl7: Hl7Settings = Hl7Settings()
     dicom: DicomSettings = DicomSettings()
+    card: CardSettings = CardSettings()
 
     @property
     def data_dir(self) -> Path:
