@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, any_, bindparam, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import Integer, String, TypeEngine
 
 from card import card_number
 from card.holder import Holder, parse_holder
@@ -62,6 +66,30 @@ class _Row:
     status: str
     issued_us: int
     idx: str
+
+
+def _among(
+    conn: Connection, column: Any, values: list[Any], item: TypeEngine[Any] | None = None
+) -> ColumnElement[bool]:
+    """``column IN values``: one array parameter on PostgreSQL (cheap to send and plan)."""
+    if conn.dialect.name == "postgresql":
+        array = ARRAY(item if item is not None else String())
+        return column == any_(bindparam(None, values, type_=array))  # type: ignore[no-any-return]
+    return column.in_(values)  # type: ignore[no-any-return]
+
+
+def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Many rows at once: COPY on PostgreSQL, executemany elsewhere."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    names = list(rows[0])
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[n] for n in names])
 
 
 def _issued(value: str) -> int:
@@ -143,26 +171,28 @@ class CardImporter:
                 for r in conn.execute(
                     select(C.c.card_no, P.c.resident_id_idx)
                     .join(P, P.c.id == C.c.person_id)
-                    .where(C.c.card_no.in_([r.card_no for r in rows]))
+                    .where(_among(conn, C.c.card_no, [r.card_no for r in rows]))
                 )
             }
             people = {
                 r.resident_id_idx: int(r.id)
                 for r in conn.execute(
                     select(P.c.id, P.c.resident_id_idx).where(
-                        P.c.resident_id_idx.in_({r.idx for r in rows})
+                        _among(conn, P.c.resident_id_idx, sorted({r.idx for r in rows}))
                     )
                 )
             }
-            live = {
-                int(r.person_id): r.card_no
-                for r in conn.execute(
-                    select(C.c.person_id, C.c.card_no).where(
-                        C.c.person_id.in_(list(people.values())),
-                        C.c.status.in_(LIVE_STATUSES),
+            live: dict[int, str] = {}
+            if people:
+                live = {
+                    int(r.person_id): r.card_no
+                    for r in conn.execute(
+                        select(C.c.person_id, C.c.card_no).where(
+                            _among(conn, C.c.person_id, list(people.values()), Integer()),
+                            C.c.status.in_(LIVE_STATUSES),
+                        )
                     )
-                )
-            }
+                }
             live_by_idx = {idx: live[pid] for idx, pid in people.items() if pid in live}
             accepted: list[_Row] = []
             seen: set[str] = set()
@@ -192,15 +222,17 @@ class CardImporter:
                 if row.idx not in people and row.idx not in new_people:
                     new_people[row.idx] = row
             if new_people:
-                values = [self._person(r, now) for r in new_people.values()]
-                result = conn.execute(
-                    insert(P).returning(P.c.id, P.c.resident_id_idx, sort_by_parameter_order=True),
-                    values,
+                _bulk_insert(conn, P, [self._person(r, now) for r in new_people.values()])
+                fresh = conn.execute(
+                    select(P.c.id, P.c.resident_id_idx).where(
+                        _among(conn, P.c.resident_id_idx, sorted(new_people))
+                    )
                 )
-                people.update({r.resident_id_idx: int(r.id) for r in result})
+                people.update({r.resident_id_idx: int(r.id) for r in fresh})
             if accepted:
-                conn.execute(
-                    insert(C),
+                _bulk_insert(
+                    conn,
+                    C,
                     [
                         {
                             "card_no": r.card_no,
@@ -215,8 +247,9 @@ class CardImporter:
                         for r in accepted
                     ],
                 )
-                conn.execute(
-                    insert(E),
+                _bulk_insert(
+                    conn,
+                    E,
                     [
                         {
                             "card_no": r.card_no,
