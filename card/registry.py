@@ -247,6 +247,9 @@ class CardRegistry:
         with self.engine.connect() as conn:
             if write:
                 conn = conn.execution_options(**{_WRITE_OPTION: True})
+            elif conn.dialect.name == "postgresql":
+                # reads need no snapshot: one round trip per statement, no BEGIN/ROLLBACK
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
                 with conn.begin():
                     yield Tx(conn)
