@@ -9,7 +9,8 @@ from hie.exchange import Exchange
 def enterprise_patient(exchange: Exchange, ctx: RequestContext, source: str) -> str:
     """The enterprise (golden) Patient of the card-source Patient ``source``.
 
-    Until the master patient index provides ``Exchange.enterprise_of`` the card-source
-    Patient stands for the person.
+    ``ctx`` is the card service's own context (it may read Patients). Until the master
+    patient index provides ``Exchange.enterprise_of`` on main, the card-source Patient
+    stands for the person; then this becomes ``exchange.enterprise_of(ctx, source)``.
     """
     return source

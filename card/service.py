@@ -163,7 +163,7 @@ class CardService:
     def _patient_of(self, ctx: RequestContext, card: CardRow) -> str:
         """The card's enterprise Patient; imported cards get their Patient on first use."""
         source = card.person.patient or self._sync_patient(ctx, card.person, card.card_no)
-        return enterprise_patient(self.exchange, ctx, source)
+        return enterprise_patient(self.exchange, self._writer(ctx), source)
 
     def _card(self, tx: Tx, card_no: str) -> CardRow:
         card = tx.card(card_no)
@@ -209,7 +209,7 @@ class CardService:
             card = self._card(tx, card_no)
         # a returning resident keeps their Patient; the number on it becomes the new card's
         source = self._sync_patient(ctx, card.person, card_no)
-        patient = enterprise_patient(self.exchange, ctx, source)
+        patient = enterprise_patient(self.exchange, self._writer(ctx), source)
         self._audit(ctx, "card.issue", patient, card_no)
         return {"card_no": card_no, "patient": patient, "status": card.status}
 

@@ -3,6 +3,8 @@ cancellation and freezing, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import orjson
 
 from card import card_number
@@ -176,3 +178,18 @@ def test_freeze_and_unfreeze(card_api: CardApi) -> None:
     assert res.get_json()["status"] == "active"
     res = card_api.call("POST", f"/cards/{no}/report-loss", None, scope="card.read")
     assert problem_type(res) == "insufficient-scope"
+
+
+def test_parallel_issues_for_one_resident_make_one_card(card_api: CardApi) -> None:
+    token = card_api.token("card.issue")
+
+    def issue(_: int) -> int:
+        client = card_api.client.application.test_client()
+        res = client.post(
+            "/card/v1/cards", json=holder(), headers={"Authorization": f"Bearer {token}"}
+        )
+        return int(res.status_code)
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(pool.map(issue, range(6)))
+    assert codes == [201, 409, 409, 409, 409, 409]
