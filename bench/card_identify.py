@@ -8,7 +8,9 @@ of `hie card import` (bench/card_data.py), then identifies ``--samples`` random 
 cards through the whole application (Flask, bearer token, card tables, exchange, audit
 group commit) in-process, one request at a time. Each sampled card is identified twice:
 the first identify of an imported card writes its card-source Patient through the
-exchange (a one-off cost), the second is the steady state the target is about.
+exchange (a one-off cost), the second is the steady state the target is about. A third
+pass times the card service's own share (the card row and the masked holder) without
+HTTP and without the audit wait, to show where the time goes.
 """
 
 from __future__ import annotations
@@ -96,6 +98,18 @@ def main() -> None:
                 timings[phase].append((time.perf_counter() - started) * 1000)
                 if res.status_code != 200:
                     raise SystemExit(f"identify {card_no}: {res.status_code} {res.get_data()!r}")
+        # the card service's own share: the card row (one indexed read) and the masked holder
+        card = services.card
+        lookups = []
+        for card_no in picks:
+            started = time.perf_counter()
+            with card.registry.transaction(write=False) as tx:
+                row = tx.card(card_no)
+            assert row is not None
+            card.card_view(row, row.person.patient)
+            card.holder_view(row.person)
+            lookups.append((time.perf_counter() - started) * 1000)
+        timings["card lookup only"] = lookups
         print(f"population: {args.cards:,} cards in PostgreSQL; {args.samples} samples")
         for phase, values in timings.items():
             print(

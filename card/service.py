@@ -171,7 +171,7 @@ class CardService:
             raise CardProblem(problems.CARD_NOT_FOUND, f"no card {card_no}")
         return card
 
-    def _demographics(self, person: PersonRow) -> dict[str, Any]:
+    def holder_view(self, person: PersonRow) -> dict[str, Any]:
         rid = self.cipher.decrypt(person.resident_id_enc, RID_CONTEXT)
         out: dict[str, Any] = {
             "name": mask_name(person.name),
@@ -265,7 +265,7 @@ class CardService:
             card = self._card(tx, card_no)
             history = tx.history(card_no)
         out = self.card_view(card, card.person.patient)
-        out["holder"] = self._demographics(card.person)
+        out["holder"] = self.holder_view(card.person)
         out["history"] = [
             {
                 "at": iso(e.at_us),
@@ -411,7 +411,7 @@ class CardService:
             "card_no": found.card.card_no,
             "status": found.card.status,
             "patient": found.patient,
-            "holder": self._demographics(found.card.person),
+            "holder": self.holder_view(found.card.person),
         }
 
     def check_in(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
