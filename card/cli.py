@@ -76,3 +76,29 @@ def import_cards(path: Path, report: Path | None, batch: int) -> None:
     )
     if result.rejected:
         raise SystemExit(1)
+
+
+@card.command("rewrap")
+@click.option("--batch", default=1000, show_default=True, help="People per transaction.")
+def rewrap_cards(batch: int) -> None:
+    """Re-seal card holders' resident IDs and phones under the current keys (resumable).
+
+    Run after ``hie keys rotate``; old keys keep decrypting until then.
+    """
+    console = Console(stderr=True)
+    service = _service()
+    with service.registry.transaction(write=False) as tx:
+        total = tx.count_people()
+    try:
+        with Progress(
+            TextColumn("re-encrypting card holders"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("people", total=total or 1)
+            changed = service.rewrap(batch=batch, progress=lambda n: progress.advance(task, n))
+    finally:
+        click.get_current_context().obj.services.close()
+    console.print(f"{changed} of {total} card holders re-encrypted")

@@ -222,6 +222,24 @@ class Tx:
         ).all()
         return [EventRow(*r) for r in rows]
 
+    def people_secrets(
+        self, after: int, limit: int
+    ) -> list[tuple[int, str, str, str | None, str | None]]:
+        """(id, resident_id_enc, resident_id_idx, phone_enc, phone_idx) by id, for rewrapping."""
+        rows = self.conn.execute(
+            select(P.c.id, P.c.resident_id_enc, P.c.resident_id_idx, P.c.phone_enc, P.c.phone_idx)
+            .where(P.c.id > after)
+            .order_by(P.c.id)
+            .limit(limit)
+        ).all()
+        return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    def set_secrets(self, person_id: int, values: dict[str, str | None]) -> None:
+        self.conn.execute(update(P).where(P.c.id == person_id).values(**values))
+
+    def count_people(self) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(P)).scalar_one())
+
     # -- QR tokens --------------------------------------------------------------
 
     def use_qr(self, jti: str, card_no: str, used_us: int, expires_us: int) -> bool:

@@ -460,6 +460,44 @@ class CardService:
             },
         }
 
+    # -- key rotation -------------------------------------------------------------
+
+    def rewrap(self, *, batch: int = 1000, progress: Callable[[int], None] | None = None) -> int:
+        """Re-seal and re-index the holders' secrets under the current keys (after
+        ``hie keys rotate``); rows already current are skipped, so a run can be repeated.
+        Returns how many people were rewritten."""
+        changed, after = 0, 0
+        while True:
+            with self.registry.transaction(write=True) as tx:
+                rows = tx.people_secrets(after, batch)
+                for pid, rid_enc, rid_idx, phone_enc, phone_idx in rows:
+                    values = self._resealed(rid_enc, rid_idx, phone_enc, phone_idx)
+                    if values:
+                        tx.set_secrets(pid, values)
+                        changed += 1
+            if not rows:
+                return changed
+            after = rows[-1][0]
+            if progress is not None:
+                progress(len(rows))
+
+    def _resealed(
+        self, rid_enc: str, rid_idx: str, phone_enc: str | None, phone_idx: str | None
+    ) -> dict[str, str | None]:
+        values: dict[str, str | None] = {}
+        fields: list[tuple[str, bytes, str, str | None]] = [
+            ("resident_id", RID_CONTEXT, rid_enc, rid_idx)
+        ]
+        if phone_enc is not None:
+            fields.append(("phone", PHONE_CONTEXT, phone_enc, phone_idx))
+        for kind, context, sealed, index in fields:
+            if self.cipher.is_current(sealed) and (index is None or self.blind.is_current(index)):
+                continue
+            plain = self.cipher.decrypt(sealed, context)
+            values[f"{kind}_enc"] = self.cipher.encrypt(plain, context)
+            values[f"{kind}_idx"] = self.blind.value(kind, plain)
+        return values
+
     # -- identity backbone ------------------------------------------------------
 
     def verify_identity(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
