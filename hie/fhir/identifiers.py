@@ -12,9 +12,6 @@ import re
 
 # PRC resident identity card number (GB 11643-1999), national OID.
 RESIDENT_ID_SYSTEM = "urn:oid:2.16.156.10011.1.3"
-# Mianzhou Pass resident health card number (card.card_number; docs/card.md). Mianyang
-# has no registered OID for its card, so a URN in the exchange's own namespace.
-CARD_NUMBER_SYSTEM = "urn:hie:card:mianzhou-pass"
 
 _ORG_REF = re.compile(r"^Organization/([A-Za-z0-9\-.]{1,64})$")
 
