@@ -164,10 +164,13 @@ class CardService:
         self.exchange.update(writer, "Patient", pid, body)
         return person.patient
 
+    def _enterprise(self, ctx: RequestContext, source: str) -> str:
+        return enterprise_patient(self.exchange, self._writer(ctx), source)
+
     def _patient_of(self, ctx: RequestContext, card: CardRow) -> str:
         """The card's enterprise Patient; imported cards get their Patient on first use."""
         source = card.person.patient or self._sync_patient(ctx, card.person, card.card_no)
-        return enterprise_patient(self.exchange, self._writer(ctx), source)
+        return self._enterprise(ctx, source)
 
     def _card(self, tx: Tx, card_no: str) -> CardRow:
         card = tx.card(card_no)
@@ -213,7 +216,7 @@ class CardService:
             card = self._card(tx, card_no)
         # a returning resident keeps their Patient; the number on it becomes the new card's
         source = self._sync_patient(ctx, card.person, card_no)
-        patient = enterprise_patient(self.exchange, self._writer(ctx), source)
+        patient = self._enterprise(ctx, source)
         self._audit(ctx, "card.issue", patient, card_no)
         return {"card_no": card_no, "patient": patient, "status": card.status}
 
@@ -268,7 +271,8 @@ class CardService:
         with self.registry.transaction(write=False) as tx:
             card = self._card(tx, card_no)
             history = tx.history(card_no)
-        out = self.card_view(card, card.person.patient)
+        patient = card.person.patient
+        out = self.card_view(card, self._enterprise(ctx, patient) if patient else None)
         out["holder"] = self.holder_view(card.person)
         out["history"] = [
             {
@@ -344,9 +348,10 @@ class CardService:
             raise CardProblem(problems.INVALID_TRANSITION, "the card is being changed now")
         with self.registry.transaction(write=False) as tx:
             changed = self._card(tx, card_no)
-        patient = changed.person.patient
+        source = changed.person.patient
         if new_no is not None:
-            patient = self._sync_patient(ctx, changed.person, new_no)
+            source = self._sync_patient(ctx, changed.person, new_no)
+        patient = self._enterprise(ctx, source) if source else None
         self._audit(ctx, f"card.{action}", patient, card_no)
         out = self.card_view(changed, patient)
         if new_no is not None:
