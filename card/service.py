@@ -167,6 +167,9 @@ class CardService:
     def _enterprise(self, ctx: RequestContext, source: str) -> str:
         return enterprise_patient(self.exchange, self._writer(ctx), source)
 
+    def _enterprise_or_none(self, ctx: RequestContext, source: str | None) -> str | None:
+        return self._enterprise(ctx, source) if source else None
+
     def _patient_of(self, ctx: RequestContext, card: CardRow) -> str:
         """The card's enterprise Patient; imported cards get their Patient on first use."""
         source = card.person.patient or self._sync_patient(ctx, card.person, card.card_no)
@@ -284,7 +287,7 @@ class CardService:
             }
             for e in history
         ]
-        self._audit(ctx, "card.read", card.person.patient, card_no)
+        self._audit(ctx, "card.read", out.get("patient"), card_no)
         return out
 
     def change(
@@ -367,7 +370,7 @@ class CardService:
             card = self._card(tx, card_no)
         self._refuse_unusable(ctx, card, "card.qr")
         token, expires = self.qr.issue(card_no)
-        self._audit(ctx, "card.qr", card.person.patient, card_no)
+        self._audit(ctx, "card.qr", self._enterprise_or_none(ctx, card.person.patient), card_no)
         return {
             "qr": token,
             "card_no": card_no,
@@ -379,7 +382,13 @@ class CardService:
         kind = STATUS_PROBLEMS.get(card.status)
         if kind is None:
             return
-        self._audit(ctx, action, card.person.patient, card.card_no, outcome="refused")
+        self._audit(
+            ctx,
+            action,
+            self._enterprise_or_none(ctx, card.person.patient),
+            card.card_no,
+            outcome="refused",
+        )
         detail = f"card {card.card_no} is {card.status}"
         if card.replaced_by:
             detail += "; the holder has a new card"
@@ -403,7 +412,13 @@ class CardService:
                     claims.jti, card_no, to_us(self.clock()), claims.expires * 1_000_000
                 )
             if not fresh:
-                self._audit(ctx, action, card.person.patient, card_no, outcome="refused")
+                self._audit(
+                    ctx,
+                    action,
+                    self._enterprise_or_none(ctx, card.person.patient),
+                    card_no,
+                    outcome="refused",
+                )
                 raise CardProblem(problems.QR_REUSED, "this QR token has been used; show a new one")
         else:
             card_no = parse_card_number(body["card_no"])
@@ -548,12 +563,18 @@ class CardService:
                 person = found
                 latest = tx.latest_card(person.id)
         if latest is None or latest.status == "cancelled":
-            self._audit(ctx, "card.resolve", person.patient, None, outcome="refused")
+            self._audit(
+                ctx,
+                "card.resolve",
+                self._enterprise_or_none(ctx, person.patient),
+                None,
+                outcome="refused",
+            )
             raise CardProblem(
                 problems.PERSON_CANCELLED, "the person's card is cancelled; no pseudonym is given"
             )
         number = self.cipher.decrypt(person.resident_id_enc, RID_CONTEXT)
-        self._audit(ctx, "card.resolve", person.patient, None)
+        self._audit(ctx, "card.resolve", self._enterprise_or_none(ctx, person.patient), None)
         return {"pseudonym": self.pseudonyms.of(org, number), "organization": org}
 
 
