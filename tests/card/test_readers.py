@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from pathlib import Path
 
 import orjson
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from card.qr import QrTokens
+from hie.app import build_services, create_app
 from hie.context import RequestContext
+from hie.settings import Settings
 from tests.card.conftest import ORG, OTHER_ORG, CardApi, Clock, holder, problem_type, resident_id
 
 
@@ -181,3 +184,32 @@ def test_card_operations_are_audited_without_identifiers(card_api: CardApi) -> N
     assert all(r[2] == pid and r[3] == f"card_no={no}" for r in rows)
     assert resident_id() not in dump
     assert "13812345678" not in dump
+
+
+def test_qr_lifetime_and_grant_period_come_from_settings(
+    db_url: str, tmp_path: Path, clock: Clock
+) -> None:
+    settings = Settings().replace(
+        database__url=db_url,
+        data__dir=str(tmp_path / "var"),
+        card__qr_ttl=5,
+        card__checkin_grant_hours=2,
+    )
+    services = build_services(settings, clock=clock)
+    try:
+        api = CardApi(create_app(services=services).test_client(), services)
+        issued = api.issue(holder())
+        res = api.call("POST", f"/cards/{issued['card_no']}/qr", scope="card.read")
+        assert res.get_json()["expires_in"] == 5
+        token = res.get_json()["qr"]
+        clock.advance(5)
+        res = api.call("POST", "/check-in", {"qr": token}, scope="card.identify")
+        assert problem_type(res) == "qr-expired"
+        res = api.call("POST", "/check-in", {"card_no": issued["card_no"]}, scope="card.identify")
+        assert res.status_code == 201
+        patient = issued["patient"]
+        exchange = services.exchange
+        assert exchange.active_grants([patient], ORG, clock.now + timedelta(minutes=119))
+        assert not exchange.active_grants([patient], ORG, clock.now + timedelta(minutes=120))
+    finally:
+        services.close()
