@@ -10,7 +10,8 @@ group commit) in-process, one request at a time. Each sampled card is identified
 the first identify of an imported card writes its card-source Patient through the
 exchange (a one-off cost), the second is the steady state the target is about. A third
 pass times the card service's own share (the card row and the masked holder) without
-HTTP and without the audit wait, to show where the time goes.
+HTTP and without the audit wait, and a fourth the audit seam alone (one
+``Exchange.record``), to show where the time goes.
 """
 
 from __future__ import annotations
@@ -110,6 +111,14 @@ def main() -> None:
             card.holder_view(row.person)
             lookups.append((time.perf_counter() - started) * 1000)
         timings["card lookup only"] = lookups
+        # the audit seam alone: one Exchange.record, waiting for its group commit
+        ctx = services.verifier.verify(token).context()
+        audits = []
+        for _ in picks:
+            started = time.perf_counter()
+            services.exchange.record(ctx, "bench")
+            audits.append((time.perf_counter() - started) * 1000)
+        timings["audit record only"] = audits
         print(f"population: {args.cards:,} cards in PostgreSQL; {args.samples} samples")
         for phase, values in timings.items():
             print(
