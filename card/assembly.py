@@ -35,4 +35,5 @@ def build_card_service(
         pseudonyms=Pseudonyms(load_or_create_key(settings.data_dir)),
         clock=clock,
         grant_period=timedelta(hours=settings.card.checkin_grant_hours),
+        custodian=settings.card.organization,
     )

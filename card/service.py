@@ -95,6 +95,7 @@ class CardService:
         pseudonyms: Pseudonyms,
         clock: Callable[[], datetime],
         grant_period: timedelta,
+        custodian: str,
     ) -> None:
         self.registry = registry
         self.exchange = exchange
@@ -104,11 +105,18 @@ class CardService:
         self.pseudonyms = pseudonyms
         self.clock = clock
         self.grant_period = grant_period
+        self.custodian = custodian
 
     # -- helpers --------------------------------------------------------------
 
     def _writer(self, ctx: RequestContext) -> RequestContext:
+        """The caller acting through the card service (the service's scopes)."""
         return dataclasses.replace(ctx, scopes=_WRITE_SCOPES)
+
+    def _registrar(self, ctx: RequestContext) -> RequestContext:
+        """For card-source Patients: held by the card authority, whichever office acts,
+        so a replacement at another office may update the record its first office wrote."""
+        return dataclasses.replace(ctx, scopes=_WRITE_SCOPES, organization=self.custodian)
 
     def _audit(
         self,
@@ -152,7 +160,7 @@ class CardService:
     def _sync_patient(self, ctx: RequestContext, person: PersonRow, card_no: str) -> str:
         """Write (or update) the card-source Patient for the person's current card."""
         body = self._patient_body(person, card_no)
-        writer = self._writer(ctx)
+        writer = self._registrar(ctx)
         if person.patient is None:
             written = self.exchange.create(writer, "Patient", body)
             ref = f"Patient/{written.stored.id}"

@@ -87,6 +87,7 @@ class DicomSettings(_Section):
 class CardSettings(_Section):
     qr_ttl: int = 60
     checkin_grant_hours: float = 24.0
+    organization: str = "Organization/mianzhou-pass"
 
 
 class Settings(_Section):

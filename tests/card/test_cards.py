@@ -35,6 +35,9 @@ def test_issue_returns_number_patient_and_status(card_api: CardApi) -> None:
     # the number is there (masked or sealed on the way out once the identity work protects it)
     assert systems["urn:oid:2.16.156.10011.1.3"][-4:] == resident_id()[-4:]
     assert patient["birthDate"] == "1980-01-01"
+    # held by the card authority, not by the issuing office
+    stored = card_api.services.exchange.read(RequestContext.system(), "Patient", patient["id"])
+    assert stored.custodian == "Organization/mianzhou-pass"
 
 
 def test_second_active_card_is_409_and_numbers_differ(card_api: CardApi) -> None:
