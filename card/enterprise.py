@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from hie.context import RequestContext
+from hie.errors import NotFound
 from hie.exchange import Exchange
 
 
 def enterprise_patient(exchange: Exchange, ctx: RequestContext, source: str) -> str:
-    """The enterprise (golden) Patient of the card-source Patient ``source``.
-
-    ``ctx`` is the card service's own context (it may read Patients). Until the master
-    patient index provides ``Exchange.enterprise_of`` on main, the card-source Patient
-    stands for the person; then this becomes ``exchange.enterprise_of(ctx, source)``.
-    """
-    return source
+    """The enterprise (golden) Patient of the card-source Patient ``source``, from the
+    master patient index. Where the index is switched off (``identity.enabled = false``)
+    the card-source Patient stands for the person."""
+    try:
+        return exchange.enterprise_of(ctx, source)
+    except NotFound:
+        if exchange.identity is None:
+            return source
+        raise

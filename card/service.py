@@ -23,17 +23,16 @@ from card.registry import CardRegistry, CardRow, Conflict, PersonRow, Tx
 from hie.context import RequestContext, Scopes
 from hie.crypto import BlindIndex, FieldCipher, mask_name, mask_phone, mask_resident_id
 from hie.exchange import CARD_PRESENTED, TREATMENT, Exchange, Grant
-from hie.fhir.identifiers import RESIDENT_ID_SYSTEM
+from hie.fhir.identifiers import CARD_SYSTEM, IDENTITY_TAG_SYSTEM, RESIDENT_ID_SYSTEM
 
 RID_CONTEXT = b"card_person.resident_id"
 PHONE_CONTEXT = b"card_person.phone"
 # The card service writes its FHIR resources as itself, for the caller's organisation.
 _WRITE_SCOPES = Scopes("system/Patient.cru system/Encounter.c")
 # The master patient index's names for the card number and for "this Patient comes from
-# the card service" (hie.fhir.identifiers CARD_SYSTEM and IDENTITY_TAG_SYSTEM in the
-# identity work): card data wins in its survivorship rule.
-CARD_NUMBER_SYSTEM = "urn:hie:mianzhou-pass"
-CARD_SOURCE_TAG = {"system": "urn:hie:identity", "code": "card"}
+# the card service": card data wins in its survivorship rule.
+CARD_NUMBER_SYSTEM = CARD_SYSTEM
+CARD_SOURCE_TAG = {"system": IDENTITY_TAG_SYSTEM, "code": "card"}
 # (action, from statuses, to status)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "report-loss": (("active", "frozen"), "lost"),

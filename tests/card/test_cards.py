@@ -4,11 +4,14 @@ cancellation and freezing, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from card import card_number
 from card.service import CARD_NUMBER_SYSTEM, CARD_SOURCE_TAG
+from hie.app import build_services, create_app
 from hie.context import RequestContext
+from hie.settings import Settings
 from tests.card.conftest import CardApi, holder, problem_type, resident_id
 
 
@@ -234,3 +237,30 @@ def test_malformed_input_is_a_problem_never_a_500(card_api: CardApi) -> None:
         problem_type(res)
     res = card_api.call("GET", f"/cards/{no}", scope="card.read")
     assert res.get_json()["status"] == "active"
+
+
+def test_patient_is_enterprise_with_the_index_and_source_without(
+    card_api: CardApi, db_url: str, tmp_path: Path
+) -> None:
+    issued = card_api.issue(holder())
+    source = card_source_patient(card_api, issued["card_no"])
+    assert source is not None
+    # the index links the card-source Patient to a different, enterprise Patient
+    assert issued["patient"] != f"Patient/{source['id']}"
+    ctx = RequestContext.system()
+    assert (
+        card_api.services.exchange.enterprise_of(ctx, f"Patient/{source['id']}")
+        == (issued["patient"])
+    )
+    settings = Settings().replace(
+        database__url=db_url, data__dir=str(tmp_path / "plain"), identity__enabled=False
+    )
+    plain = build_services(settings)
+    try:
+        api = CardApi(create_app(services=plain).test_client(), plain)
+        other = api.issue(holder(seq=124, name="李娜"))
+        found = card_source_patient(api, other["card_no"])
+        assert found is not None
+        assert other["patient"] == f"Patient/{found['id']}"
+    finally:
+        plain.close()

@@ -61,3 +61,23 @@ def test_rewrap_after_rotation(card_api: CardApi, db_url: str, tmp_path: Path) -
         assert res.get_json()["holder"]["resident_id"].endswith(resident_id(seq=123)[-4:])
     finally:
         rotated.close()
+
+
+def test_keys_rotate_reseals_card_holders(card_api: CardApi, db_url: str, tmp_path: Path) -> None:
+    for seq in (123, 124):
+        card_api.issue(holder(seq=seq))
+    data_dir = tmp_path / "var"
+    env = {
+        "HIE_DATABASE_URL": db_url,
+        "HIE_DATA_DIR": str(data_dir),
+        "HIE_CONFIG_DIR": str(Path(__file__).parents[2] / "config"),
+    }
+    result = CliRunner().invoke(main, ["keys", "rotate", "--index"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "2 card holders" in result.output
+    ring = load_keyring(data_dir)
+    with card_api.services.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT resident_id_enc, resident_id_idx FROM card_person"))
+        for enc, idx in rows:
+            assert enc.split(".")[1] == ring.encryption.current
+            assert idx.split(".")[0] == ring.index.current

@@ -1,7 +1,7 @@
 """card service tables and consent grants
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-28 03:50:00
 
 - consent_grant: time-limited grants such as card-presented treatment access
@@ -17,7 +17,7 @@ from alembic import op
 
 
 revision: str = '0007'
-down_revision: str | None = '0005'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
