@@ -6,6 +6,7 @@ import click
 
 from adapters.hl7v2.cli import hl7, mllp
 from hie import __version__
+from hie.cli.clients import client
 from hie.cli.db import db
 from hie.cli.environment import CliEnvironment
 from hie.cli.importing import import_command
@@ -13,6 +14,7 @@ from hie.cli.listeners import dicom
 from hie.cli.search import search
 from hie.cli.serve import serve
 from hie.cli.token import token
+from hie.cli.users import user
 
 
 @click.group()
@@ -31,3 +33,5 @@ main.add_command(dicom)
 main.add_command(hl7)
 main.add_command(mllp)
 main.add_command(search)
+main.add_command(client)
+main.add_command(user)

@@ -135,6 +135,7 @@ class Exchange:
         query: str | None = None,
         outcome: str = "success",
         uow: UnitOfWork | None = None,
+        detail: str | None = None,
     ) -> None:
         record = AuditRecord(
             recorded=self._clock(),
@@ -147,6 +148,7 @@ class Exchange:
             resource_id=resource_id,
             query=query,
             source=ctx.source,
+            detail=detail,
         )
         if uow is not None:
             self._audit.record_in(uow, [record])
