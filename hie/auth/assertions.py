@@ -17,7 +17,7 @@ import jwt
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from hie.auth.clients import ALGORITHMS, ClientRegistry, RegisteredClient
+from hie.auth.clients import ALGORITHMS, ClientRegistry, RegisteredClient, valid_name
 from hie.auth.db import AuthDatabase
 from hie.auth.errors import invalid_client
 from hie.auth.models import AssertionRow
@@ -33,7 +33,10 @@ def claimed_client(assertion: str) -> str | None:
     except jwt.PyJWTError:
         return None
     iss = claims.get("iss")
-    return iss[:64] if isinstance(iss, str) else None
+    if not isinstance(iss, str):
+        return None
+    # Untrusted text bound for the audit trail: printable, and short.
+    return "".join(c if c.isprintable() else "?" for c in iss[:64])
 
 
 class AssertionVerifier:
@@ -67,7 +70,7 @@ class AssertionVerifier:
         name = unverified.get("iss")
         if not isinstance(name, str) or unverified.get("sub") != name:
             raise invalid_client("the assertion's iss and sub must both be the client_id")
-        client = self._clients.get(name)
+        client = self._clients.get(name) if valid_name(name) else None
         if client is None or not client.active:
             raise invalid_client(f"no active client is registered as {name!r}")
         kid = header.get("kid")
@@ -77,8 +80,10 @@ class AssertionVerifier:
         claims = self._decode(assertion, key, alg, name)
         self._check_times(claims)
         jti = claims["jti"]
-        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
-            raise invalid_client(f"jti must be a string of 1 to {MAX_JTI_LENGTH} characters")
+        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH or not jti.isprintable():
+            raise invalid_client(
+                f"jti must be a string of 1 to {MAX_JTI_LENGTH} printable characters"
+            )
         self._remember(name, jti, int(claims["exp"]))
         return client
 

@@ -38,6 +38,10 @@ _ORGANIZATION = re.compile(r"^Organization/[A-Za-z0-9\-.]{1,64}$")
 _THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
 
 
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
 class RegistrationError(ValueError):
     """A registration cannot be made as asked; the message says why."""
 
@@ -163,7 +167,7 @@ class ClientRegistry:
     def add(
         self, name: str, organization: str, scope: str, keys: Sequence[Mapping[str, Any]]
     ) -> RegisteredClient:
-        if not _NAME.match(name):
+        if not valid_name(name):
             raise RegistrationError(
                 f"client name {name!r}: letters, digits, '.', '_' and '-', at most 64"
             )

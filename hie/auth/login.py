@@ -10,6 +10,11 @@ from hie.auth.sessions import SessionStore, WebSession
 from hie.auth.throttle import LoginThrottle
 
 
+def clean_login(text: str) -> str:
+    """A login as typed, made safe to store and audit: trimmed, printable, at most 64."""
+    return "".join(c if c.isprintable() else "?" for c in text.strip()[:64])
+
+
 class LoginOutcome(StrEnum):
     SUCCESS = "success"
     REFUSED = "refused"  # wrong login, password or code (the page does not say which)
@@ -32,7 +37,7 @@ class Logins:
         self.sessions = sessions
 
     def login(self, login: str, password: str, code: str | None, address: str) -> LoginResult:
-        login = login.strip()[:64]
+        login = clean_login(login)
         refusal = self.throttle.refusal(login, address)
         if refusal is not None:
             return LoginResult(

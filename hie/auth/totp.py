@@ -30,7 +30,7 @@ def code_at(secret: str, timestamp: float) -> str:
 def matching_step(secret: str, code: str, now: float, last_step: int | None) -> int | None:
     """The time step ``code`` belongs to, if it is valid now and newer than ``last_step``."""
     code = code.strip().replace(" ", "")
-    if not (code.isdigit() and len(code) == 6):
+    if not (code.isascii() and code.isdigit() and len(code) == 6):
         return None
     totp = pyotp.TOTP(secret)
     current = int(now) // STEP

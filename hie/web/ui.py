@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, make_response, render_template, request
 
-from hie.auth.login import LoginOutcome, Logins
+from hie.auth.login import LoginOutcome, Logins, clean_login
 from hie.auth.sessions import WebSession
 from hie.context import RequestContext
 from hie.errors import FhirError
@@ -43,7 +43,10 @@ def _see_other(location: str) -> Response:
 
 
 def _same(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+    # Bytes: compare_digest refuses non-ASCII str, and these come from the client.
+    if not a or not b:
+        return False
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
 
 
 def patient_row(stored: StoredResource) -> dict[str, str]:
@@ -131,7 +134,7 @@ def create_ui_blueprint(
     def login() -> Response:
         if not _same(request.cookies.get(CSRF_COOKIE), request.form.get("csrf_token")):
             return login_page("Your sign-in form expired; please try again.", 403)
-        name = (request.form.get("login") or "").strip()[:64]
+        name = clean_login(request.form.get("login") or "")
         password = request.form.get("password") or ""
         code = request.form.get("code") or None
         if not name or not password:

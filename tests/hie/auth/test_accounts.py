@@ -172,6 +172,7 @@ def test_totp_is_required_and_each_code_is_good_once(logins: Logins, clock: Cloc
     clock.now += totp.STEP
     wrong = logins.login("dr.li", "wrong password!", totp.code_at(secret, clock.now), "g")
     assert wrong.session is None
+    assert logins.login("dr.li", PASSWORD, "١٢٣٤٥٦", "h").session is None  # non-ASCII digits
 
 
 def test_failures_lock_the_account_for_a_while(logins: Logins, clock: Clock) -> None:

@@ -249,3 +249,15 @@ def test_malformed_requests_get_oauth_errors(http: FlaskClient, client: Client) 
         content_type="application/x-www-form-urlencoded",
     )
     refused(twice, "invalid_request")
+
+
+def test_control_characters_in_claims_are_refused_not_stored(
+    http: FlaskClient, client: Client, services: Services
+) -> None:
+    """PostgreSQL text cannot hold NUL: such claims must be refused before the database."""
+    nul = Client("his\x00a", client.key, client.kid, client.alg, client.token_url)
+    refused(post(http, nul.form()), "invalid_client")
+    refused(post(http, client.form(client.assertion(jti="a\x00b"))), "invalid_client")
+    assert post(http, client.form(client.assertion(jti="after"))).status_code == 200
+    actors = [r[0] for r in audit_rows(services, "token")]
+    assert "his?a" in actors

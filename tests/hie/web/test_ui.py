@@ -189,3 +189,13 @@ def test_a_stolen_cookie_from_before_login_is_not_a_session(
     response = sign_in(browser)
     assert "attacker-chosen" not in response.headers["Set-Cookie"]
     assert services.auth.logins.sessions.find("attacker-chosen") is None
+
+
+def test_control_characters_in_a_login_are_refused(
+    browser: FlaskClient, services: Services
+) -> None:
+    add_clinician(services)
+    assert sign_in(browser, "dr.li\x00").status_code == 401
+    assert sign_in(browser, "dr.\nli").status_code == 401
+    assert sign_in(browser).status_code == 303
+    assert audit(services, "login")[0] == ("user:dr.li?", "failure")
