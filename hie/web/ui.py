@@ -26,6 +26,8 @@ SESSION_COOKIE = "hie_session"
 CSRF_COOKIE = "hie_csrf"
 _SEARCH_KEYS = {"name": "name", "identifier": "identifier"}
 _MAX_QUERY = 200
+# The master patient index tags each person's enterprise ("golden") Patient.
+_IDENTITY_TAG = "urn:hie:identity"
 _PAGE = 20
 _HEADERS = {
     "Content-Security-Policy": (
@@ -62,7 +64,12 @@ def patient_row(stored: StoredResource) -> dict[str, str]:
     identifiers = [
         f"{i.get('system', '')}|{i.get('value', '')}" for i in patient.get("identifier") or []
     ]
+    tags = (patient.get("meta") or {}).get("tag") or []
+    enterprise = any(
+        t.get("system") == _IDENTITY_TAG and t.get("code") == "enterprise" for t in tags
+    )
     return {
+        "record": "enterprise" if enterprise else "hospital",
         "id": stored.id,
         "name": "; ".join(n for n in names if n) or "(no name)",
         "gender": str(patient.get("gender", "")),

@@ -34,6 +34,7 @@ from hie.storage.ports import (
     VersionConflict,
 )
 from hie.storage.sql.engine import WRITE_OPTION, is_sqlite, writer_gate
+from hie.storage.sql.identity import SqlIdentityTables
 from hie.storage.sql.index_tables import ALL_TABLES, group
 from hie.storage.sql.index_tables import columns as table_columns
 from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow
@@ -68,6 +69,14 @@ class SqlUnitOfWork:
         self._planner = planner
         self._pending: list[NewVersion] = []
         self._audit: list[AuditRecord] = []
+        self._identity: SqlIdentityTables | None = None
+
+    @property
+    def identity(self) -> SqlIdentityTables:
+        self.flush()
+        if self._identity is None:
+            self._identity = SqlIdentityTables(self._conn)
+        return self._identity
 
     # -- reads ---------------------------------------------------------------
 

@@ -96,7 +96,9 @@ def test_sign_in_search_and_sign_out(browser: FlaskClient, services: Services, a
     found = browser.get("/ui/patients?by=name&q=Wang").get_data(as_text=True)
     assert "Xiaodong Wang" in found
     assert "Na Li" not in found
-    assert "1 patient found" in found
+    # The hospital's record and the person's enterprise record (master patient index).
+    assert found.count('<tr class="hospital">') == 1
+    assert found.count('<tr class="enterprise">') <= 1
     found = browser.get("/ui/patients?by=identifier&q=urn:mrn:hosp-a|mrn-Na").get_data(as_text=True)
     assert "Na Li" in found
     assert "小东 王" in browser.get("/ui/patients?q=王").get_data(as_text=True)
