@@ -282,3 +282,24 @@ def test_nul_characters_are_bad_requests(api: Api, seeded: list[str]) -> None:
         "Patient", {"resourceType": "Patient"}, headers={"If-None-Exist": "identifier=a%00b"}
     )
     assert conditional.status_code == 400
+
+
+def test_nul_characters_in_bodies_are_bad_requests(api: Api, seeded: list[str]) -> None:
+    nul = {"resourceType": "Patient", "name": [{"family": "a\x00b"}]}
+    assert api.post("Patient", nul).status_code == 400
+    assert api.put(f"Patient/{seeded[0]}", {**nul, "id": seeded[0]}).status_code == 400
+    patch = [{"op": "add", "path": "/gender", "value": "\x00"}]
+    assert api.patch(f"Patient/{seeded[0]}", patch).status_code == 400
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": nul, "request": {"method": "POST", "url": "Patient"}}],
+    }
+    response = api.post("", bundle)
+    assert response.status_code == 400
+    assert "NUL" in response.get_json()["issue"][0]["diagnostics"]
+    # A backslash followed by the text "u0000" is an ordinary string.
+    literal = {"resourceType": "Patient", "name": [{"family": "a\\u0000b"}]}
+    created = api.post("Patient", literal)
+    assert created.status_code == 201
+    assert created.get_json()["name"][0]["family"] == "a\\u0000b"
