@@ -74,6 +74,9 @@ class RequestContext:
     source: str | None = None
     request_id: str | None = None
     token_id: str | None = None
+    # A clinician signed in to the web UI: "Practitioner/ID" and "PractitionerRole/ID".
+    practitioner: str | None = None
+    role: str | None = None
 
     @classmethod
     def system(cls, actor: str = "hie", organization: str | None = None) -> RequestContext:

@@ -7,6 +7,7 @@ import click
 from adapters.hl7v2.cli import hl7, mllp
 from card.cli import card
 from hie import __version__
+from hie.cli.clients import client
 from hie.cli.db import db
 from hie.cli.environment import CliEnvironment
 from hie.cli.identity import identity
@@ -16,6 +17,7 @@ from hie.cli.listeners import dicom
 from hie.cli.search import search
 from hie.cli.serve import serve
 from hie.cli.token import token
+from hie.cli.users import user
 
 
 @click.group()
@@ -37,3 +39,5 @@ main.add_command(search)
 main.add_command(card)
 main.add_command(keys)
 main.add_command(identity)
+main.add_command(client)
+main.add_command(user)

@@ -41,6 +41,12 @@ from hie.search.params import QueryParser
 from hie.storage.ports import AuditRecord, HistoryQuery, Store, StoredResource, UnitOfWork
 
 
+def _known_id(resource_type: str, id_: str) -> None:
+    """A malformed id (a NUL, a slash...) names nothing: say so before asking storage."""
+    if not ID_PATTERN.match(id_):
+        raise NotFound(f"{resource_type}/{id_!r} is not known")
+
+
 def _query_text(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{n}={v}" for n, v in params)
 
@@ -211,6 +217,7 @@ class Exchange:
         query: str | None = None,
         outcome: str = "success",
         uow: UnitOfWork | None = None,
+        detail: str | None = None,
     ) -> None:
         record = AuditRecord(
             recorded=self._clock(),
@@ -223,6 +230,7 @@ class Exchange:
             resource_id=resource_id,
             query=query,
             source=ctx.source,
+            detail=detail,
         )
         if uow is not None:
             self._audit.record_in(uow, [record])
@@ -324,6 +332,7 @@ class Exchange:
     ) -> StoredResource:
         self.check_type(resource_type)
         self.require(ctx, Interaction.READ, resource_type)
+        _known_id(resource_type, id_)
         if version is None:
             stored = lookup(resource_type, id_, None)
             missing = f"{resource_type}/{id_} is not known"
@@ -395,6 +404,7 @@ class Exchange:
         if_match: int | None = None,
     ) -> WriteResult:
         self._authorize_write(ctx, Interaction.UPDATE, resource_type)
+        _known_id(resource_type, id_)
         with self._store.unit_of_work(write=True) as uow:
             result, version = self._writer.patched(
                 uow, resource_type, id_, operations, if_match=if_match
@@ -424,6 +434,7 @@ class Exchange:
 
     def delete(self, ctx: RequestContext, resource_type: str, id_: str) -> WriteResult:
         self._authorize_write(ctx, Interaction.DELETE, resource_type)
+        _known_id(resource_type, id_)
         with self._store.unit_of_work(write=True) as uow:
             written = self._writer.delete(uow, ctx, resource_type, id_)
             self.record(ctx, "delete", resource_type=resource_type, resource_id=id_, uow=uow)
@@ -657,6 +668,8 @@ class Exchange:
         else:
             self.check_type(resource_type)
             self.require(ctx, Interaction.READ if id_ else Interaction.SEARCH, resource_type)
+            if id_ is not None:
+                _known_id(resource_type, id_)
         since, count, before, echo = None, self._default_count, None, []
         for name, value in params:
             if name == "_since":
