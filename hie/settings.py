@@ -70,6 +70,8 @@ class Hl7Settings(_Section):
     default_charset: str = "GB18030"
     default_tz: str = "+08:00"
     workers: int = 2
+    # Extra mapping processes (hie hl7 work) started by hie mllp; threads share one GIL.
+    worker_processes: int = 1
     conceptmaps: str = ""
     application: str = "HIE"
     facility: str = ""
@@ -82,6 +84,7 @@ class DicomSettings(_Section):
     duplicate_policy: str = "keep-first"
     timezone: str = "+08:00"
     dicomweb_url: str = ""
+    poll_interval: float = 0.0002
 
 
 class IdentitySettings(_Section):
@@ -92,6 +95,12 @@ class IdentitySettings(_Section):
     # when not found from the working directory).
     config: str = "config/identity.toml"
     max_candidates: int = 200
+
+
+class CardSettings(_Section):
+    qr_ttl: int = 60
+    checkin_grant_hours: float = 24.0
+    organization: str = "Organization/mianzhou-pass"
 
 
 class Settings(_Section):
@@ -105,6 +114,7 @@ class Settings(_Section):
     mllp: MllpSettings = MllpSettings()
     hl7: Hl7Settings = Hl7Settings()
     dicom: DicomSettings = DicomSettings()
+    card: CardSettings = CardSettings()
     identity: IdentitySettings = IdentitySettings()
 
     @property

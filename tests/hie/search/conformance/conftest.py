@@ -166,13 +166,10 @@ def server(
 ) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp(f"conformance-{request.param}")
     url = fresh_database(request.param, request, tmp)
-    # Plain FHIR storage: the oracle expects exactly the resources it sent, so no
-    # enterprise Patients (protected numbers are still sealed, and searched by blind index).
+    # Plain FHIR search semantics: the oracle knows nothing of enterprise Patients, which
+    # the master patient index would add (and link into every Patient compartment).
     settings = Settings().replace(
-        database__url=url,
-        data__dir=str(tmp / "var"),
-        http__base_url=BASE,
-        identity__enabled=False,
+        database__url=url, data__dir=str(tmp / "var"), http__base_url=BASE, identity__enabled=False
     )
     services = build_services(settings)
     app = create_app(services=services)
