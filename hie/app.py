@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from flask import Flask, Response
 from sqlalchemy import Engine
@@ -19,6 +20,8 @@ from hie.audit.sink import AuditSink, GroupCommitAuditSink
 from hie.auth.keys import load_or_create_signing_key
 from hie.auth.tokens import TokenIssuer, TokenVerifier
 from hie.consent.decision import permit_all
+from hie.consent.point import ConsentPoint
+from hie.consent.policy import load_policy
 from hie.errors import FhirError
 from hie.exchange import Exchange
 from hie.fhir.types import SERVED_TYPES
@@ -79,7 +82,12 @@ def build_services(
         local_bases=[settings.fhir_base_url],
         resource_types=sorted(SERVED_TYPES),
     )
+    consent = None
+    if settings.consent.enabled:
+        policy = load_policy(Path(settings.consent.policy) if settings.consent.policy else None)
+        consent = ConsentPoint(policy, extractor.registry.compartment("Patient"))
     exchange = Exchange(
+        consent=consent,
         store=store,
         validator=load_validator(),
         extractor=extractor,

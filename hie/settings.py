@@ -84,6 +84,13 @@ class DicomSettings(_Section):
     dicomweb_url: str = ""
 
 
+class ConsentSettings(_Section):
+    # false: permit-all (benchmarks compare against it); the policy file is
+    # config/consent.toml unless ``policy`` names another.
+    enabled: bool = True
+    policy: str = ""
+
+
 class Settings(_Section):
     host: str = "127.0.0.1"
     database: DatabaseSettings = DatabaseSettings()
@@ -95,6 +102,7 @@ class Settings(_Section):
     mllp: MllpSettings = MllpSettings()
     hl7: Hl7Settings = Hl7Settings()
     dicom: DicomSettings = DicomSettings()
+    consent: ConsentSettings = ConsentSettings()
 
     @property
     def data_dir(self) -> Path:

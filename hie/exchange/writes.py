@@ -34,6 +34,13 @@ from hie.storage.ports import (
 )
 
 Conditions = Callable[[str, Sequence[tuple[str, str]]], SearchQuery]
+# Consent on writes: raises when ``ctx`` may not see the existing resource it would
+# change (or, with ``conditional``, that a condition matched).
+Guard = Callable[[UnitOfWork, RequestContext, StoredResource, bool], None]
+
+
+def _no_guard(uow: UnitOfWork, ctx: RequestContext, current: StoredResource, cond: bool) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +56,16 @@ def lock_key(resource_type: str, params: Sequence[tuple[str, str]]) -> str:
 
 class Writer:
     def __init__(
-        self, *, indexer: Indexer, conditions: Conditions, clock: Clock, new_id: IdFactory
+        self,
+        *,
+        indexer: Indexer,
+        conditions: Conditions,
+        clock: Clock,
+        new_id: IdFactory,
+        guard: Guard = _no_guard,
     ) -> None:
         """``conditions`` parses the criteria of conditional operations (any search)."""
+        self._guard = guard
         self._indexer = indexer
         self._conditions = conditions
         self._clock = clock
@@ -92,8 +106,11 @@ class Writer:
         version: int,
         method: str,
         expected: int | None,
+        custodian: str | None = None,
     ) -> StoredResource:
         now = self.now()
+        # The custodian is the organisation that wrote it; administration keeps the old one.
+        custodian = ctx.organization or custodian
         body = with_meta(resource, id_=id_, version=version, last_updated=now)
         content = dumps(body)
         new = NewVersion(
@@ -104,7 +121,7 @@ class Writer:
             deleted=False,
             content=content,
             method=method,
-            custodian=ctx.organization,
+            custodian=custodian,
             rows=self._indexer.extract(body),
             expected_version=expected,
         )
@@ -119,7 +136,7 @@ class Writer:
             last_updated=now,
             deleted=False,
             content=content,
-            custodian=ctx.organization,
+            custodian=custodian,
         )
 
     def create(
@@ -149,6 +166,7 @@ class Writer:
         uow.lock(lock_key(resource_type, params))
         existing = self.match_one(uow, resource_type, params)
         if existing is not None:
+            self._guard(uow, ctx, existing, True)
             return Written(existing, 200)
         return self.create(uow, ctx, resource, id_=id_)
 
@@ -165,6 +183,8 @@ class Writer:
         resource_type = resource["resourceType"]
         uow.lock(f"{resource_type}/{id_}")
         current = uow.get(resource_type, id_)
+        if current is not None and not current.deleted:
+            self._guard(uow, ctx, current, False)
         if if_match is not None:
             if current is None or current.deleted:
                 raise PreconditionFailed(
@@ -191,6 +211,7 @@ class Writer:
             version=current.version + 1,
             method=method,
             expected=current.version,
+            custodian=current.custodian,
         )
         return Written(stored, 201 if current.deleted else 200)
 
@@ -206,6 +227,8 @@ class Writer:
         resource_type = resource["resourceType"]
         uow.lock(lock_key(resource_type, params))
         existing = self.match_one(uow, resource_type, params)
+        if existing is not None:
+            self._guard(uow, ctx, existing, True)
         body_id = resource.get("id")
         if existing is None:
             return self.update(uow, ctx, resource, body_id or self._new_id(), if_match=if_match)
@@ -262,6 +285,7 @@ class Writer:
             raise NotFound(f"{resource_type}/{id_} is not known")
         if current.deleted:
             return Written(current, 204)
+        self._guard(uow, ctx, current, False)
         now = self.now()
         new = NewVersion(
             type=resource_type,

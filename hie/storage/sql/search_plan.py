@@ -70,8 +70,10 @@ from hie.search.query import (
 )
 from hie.storage.ports import (
     Compartment,
+    Criteria,
     Cursor,
     EverythingRequest,
+    PatientRegion,
     SearchPage,
     SearchRequest,
     SortValue,
@@ -550,7 +552,71 @@ class Planner:
             if types is not None:
                 labelled = labelled.where(t.c.param.in_([param_key(x, "_security") for x in types]))
             conds.append(~labelled.exists())
+        if visibility.restricted:
+            conds.append(self._consented(r, types, visibility))
         return and_(*conds)
+
+    def _consented(
+        self, r: FromClause, types: Iterable[str] | None, v: Visibility
+    ) -> ColumnElement[bool]:
+        """Consent as SQL: the exact mirror of ``hie.consent.rules.Regions.covers``."""
+        restricted = sorted(v.patient_data if types is None else set(types) & v.patient_data)
+        if not restricted:
+            return true()
+        conds: list[ColumnElement[bool]] = [r.c.type.not_in(restricted)]
+        if v.own:
+            conds.append(r.c.custodian.in_(sorted(v.own)))
+        permits = [self._in_region(r, restricted, g, v, permit=True) for g in v.permits]
+        if permits:
+            denies = [self._in_region(r, restricted, g, v, permit=False) for g in v.denies]
+            conds.append(and_(or_(*permits), *(~d for d in denies)))
+        return or_(*conds)
+
+    def _in_region(
+        self, r: FromClause, types: list[str], g: PatientRegion, v: Visibility, *, permit: bool
+    ) -> ColumnElement[bool]:
+        ids = sorted(g.patients)
+        keys = [param_key(t, code) for t in types for code in v.compartment.get(t, ())]
+        ref = reference_table.alias()
+        members = select(ref.c.res_pk).where(
+            ref.c.target_id.in_(ids),
+            ref.c.target_id.is_not(None),
+            ref.c.target_type == "Patient",
+            ref.c.param.in_(keys),
+        )
+        member = or_(r.c.pk.in_(members), and_(r.c.type == "Patient", r.c.id.in_(ids)))
+        region = g.region
+        conds = [member, *(self._criteria(r, types, c) for c in region.criteria)]
+        conds += [~self._criteria(r, types, e) for e in region.exceptions]
+        if permit:
+            labels = v.sensitive_labels - region.names
+            codes = v.sensitive_codes - region.names
+            if labels:
+                conds.append(~self._tokens(r, types, "_security", labels))
+            if codes:
+                conds.append(~self._tokens(r, types, "code", codes))
+        return and_(*conds)
+
+    def _criteria(self, r: FromClause, types: list[str], c: Criteria) -> ColumnElement[bool]:
+        conds: list[ColumnElement[bool]] = []
+        if c.types is not None:
+            conds.append(r.c.type.in_(sorted(c.types)))
+        if c.labels is not None:
+            conds.append(self._tokens(r, types, "_security", c.labels))
+        if c.codes is not None:
+            conds.append(self._tokens(r, types, "code", c.codes))
+        return and_(true(), *conds)
+
+    def _tokens(
+        self, r: FromClause, types: list[str], code: str, codings: frozenset[tuple[str, str]]
+    ) -> ColumnElement[bool]:
+        """The resource has a ``code`` token row holding one of ``codings``."""
+        if not codings:
+            return false()
+        t = token_table.alias()
+        match = or_(*(and_(t.c.system == s, t.c.code == c) for s, c in sorted(codings)))
+        keys = [param_key(x, code) for x in types]
+        return select(t.c.res_pk).where(t.c.res_pk == r.c.pk, t.c.param.in_(keys), match).exists()
 
     def in_compartment(
         self, r: FromClause, rtype: str, compartment: Compartment
