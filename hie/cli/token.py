@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from hie.app import utc_now
 from hie.auth.keys import load_or_create_signing_key
 from hie.auth.tokens import TokenIssuer
+from hie.consent.policy import load_policy
 from hie.settings import load_settings
 
 
@@ -27,6 +30,15 @@ def token(
 ) -> None:
     """Print one bearer token and nothing else."""
     settings = load_settings()
+    ttl = ttl or settings.auth.token_ttl
+    policy = load_policy(Path(settings.consent.policy) if settings.consent.policy else None)
+    if purpose == policy.break_glass_purpose:
+        # Break-glass needs a stated reason and is short-lived (docs/consent.md).
+        if not (reason or "").strip():
+            raise click.UsageError(f"--purpose {purpose} needs --reason")
+        if organization is None:
+            raise click.UsageError(f"--purpose {purpose} needs --org")
+        ttl = min(ttl, policy.break_glass_ttl)
     key = load_or_create_signing_key(settings.data_dir)
     issuer = TokenIssuer(
         key, issuer=settings.auth.issuer, audience=settings.auth.audience, clock=utc_now
@@ -35,7 +47,7 @@ def token(
         issuer.issue(
             subject=subject,
             scope=scope,
-            ttl=ttl or settings.auth.token_ttl,
+            ttl=ttl,
             organization=organization,
             purpose=purpose,
             reason=reason,

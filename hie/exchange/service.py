@@ -14,6 +14,7 @@ import orjson
 from hie.audit.sink import AuditSink
 from hie.consent.decision import Access, Decide, Decision
 from hie.consent.point import ConsentPoint
+from hie.consent.rules import ResourceFacts
 from hie.context import Interaction, RequestContext
 from hie.errors import (
     BadRequest,
@@ -761,6 +762,52 @@ class Exchange:
                 if not matches or self.permitted(ctx, Interaction.SEARCH, matches[0], uow):
                     visible.add(uid)
         return visible
+
+    # -- the decision API for other platforms ------------------------------------------
+
+    def evaluate_consent(
+        self,
+        ctx: RequestContext,
+        *,
+        organization: str,
+        purpose: str | None,
+        data_class: str,
+        patient: str | None = None,
+        identifier: tuple[str, str] | None = None,
+        labels: Collection[tuple[str, str]] = (),
+    ) -> Decision:
+        """``Consent/$evaluate``: would ``organization`` see ``data_class`` records of the
+        patient (by id, or by an identifier such as the card number) for ``purpose``?
+        The answer names the deciding rule and carries no clinical data."""
+        if not (
+            ctx.scopes.has("consent.evaluate") or ctx.scopes.allows(Interaction.READ, "Consent")
+        ):
+            raise Forbidden("Consent/$evaluate needs the scope consent.evaluate or Consent read")
+        self.check_type(data_class)
+        with self._store.unit_of_work(write=False) as uow:
+            if patient is None and identifier is not None:
+                found = self.all_matching(uow, "Patient", [("identifier", "|".join(identifier))])
+                patient = found[0].id if len(found) == 1 else None
+            if patient is None:
+                decision = Decision(False, "the patient is not known (or not uniquely)")
+            elif self._consent is None:
+                decision = Decision(True, "permit-all (consent enforcement is off)")
+            else:
+                facts = ResourceFacts(
+                    data_class, frozenset({patient}), frozenset(labels), frozenset()
+                )
+                caller = self._consent.caller(organization, purpose)
+                decision = self._consent.evaluate(caller, facts, _Facts(self, uow), self._clock())
+        query = f"organization={organization}&purpose={purpose}&class={data_class}"
+        self.record(
+            ctx,
+            "consent-decision",
+            resource_type="Patient" if patient else None,
+            resource_id=patient,
+            query=query,
+            outcome="permit" if decision.permit else "deny",
+        )
+        return decision
 
     # -- bundles and validation --------------------------------------------------
 

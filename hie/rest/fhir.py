@@ -20,6 +20,7 @@ from hie.errors import (
 from hie.exchange import Exchange
 from hie.rest import http
 from hie.rest.capability import capability_statement
+from hie.rest.consent import register_evaluate
 
 Authenticate = Callable[[], RequestContext]
 
@@ -54,6 +55,8 @@ def create_fhir_blueprint(
     @bp.get("/metadata")
     def metadata() -> Response:
         return capability
+
+    register_evaluate(bp, exchange, authenticate, max_body)
 
     # -- whole system --------------------------------------------------------------
 
