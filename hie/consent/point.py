@@ -17,7 +17,7 @@ Order of the rules (docs/consent.md):
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -25,9 +25,10 @@ from hie.consent.decision import Decision
 from hie.consent.policy import ConsentPolicy
 from hie.consent.provisions import ConsentRecord, parse_consent
 from hie.consent.rules import Caller, CardGrant, ResourceFacts, compile_rules
+from hie.consent.shapes import SHAPE_PARAM
 from hie.context import RequestContext
 from hie.search.rows import IndexRow, ReferenceRow, TokenRow
-from hie.storage.ports import StoredResource, Visibility
+from hie.storage.ports import PatientRegion, StoredResource, Visibility
 
 
 class GrantLike(Protocol):
@@ -63,8 +64,8 @@ class Facts(Protocol):
     def consents(self, patients: Collection[str]) -> list[Mapping[str, Any]]:
         """Active Consents about any of ``patients`` (ids)."""
 
-    def consents_naming(self, refs: Collection[str]) -> list[Mapping[str, Any]]:
-        """Active Consents naming one of ``refs`` as an actor, or naming no actor."""
+    def shapes(self) -> list[tuple[str, Mapping[str, Any]]]:
+        """Each consent shape in force, with one Consent of that shape."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,15 @@ class Verdict:
 
     decision: Decision
     break_glass: bool = False
+
+
+_SHAPE = "\x00shape:"  # a stand-in patient: every patient of a consent shape
+
+
+def _resolve(group: PatientRegion) -> PatientRegion:
+    shapes = {p.removeprefix(_SHAPE) for p in group.patients if p.startswith(_SHAPE)}
+    patients = {p for p in group.patients if not p.startswith(_SHAPE)}
+    return PatientRegion(frozenset(patients), group.region, frozenset(shapes))
 
 
 class ConsentPoint:
@@ -182,19 +192,23 @@ class ConsentPoint:
         if ctx.organization is None or self.sees_everything(ctx):
             return Visibility()
         caller = self._caller(ctx, ctx.organization)
-        naming = self._parsed(source.consents_naming(sorted(caller.refs)))
-        patients = {c.patient for c in naming}
-        granted: set[str] = set()
+        # Each shape is compiled once, for a stand-in patient the store resolves.
+        consents = [
+            replace(record, patient=_SHAPE + shape)
+            for shape, raw in source.shapes()
+            if (record := parse_consent(raw)) is not None
+        ]
+        grants: list[CardGrant] = []
         if self._grants is not None and not caller.platform:
             granted = {
                 p.removeprefix("Patient/")
                 for p in self._grants.granted_patients(caller.organization, now)
             }
-        patients |= granted
-        consents = self._parsed(source.consents(sorted(patients))) if patients else []
-        grants = self._grants_of(caller, granted, now) if granted else []
+            grants = self._grants_of(caller, granted, now)
         rules = compile_rules(self.policy, caller, now, consents, grants)
-        permits, denies = rules.regions()
+        permit_groups, deny_groups = rules.regions()
+        permits = tuple(_resolve(g) for g in permit_groups)
+        denies = tuple(_resolve(g) for g in deny_groups)
         return Visibility(
             restricted=True,
             own=frozenset({caller.organization}),
@@ -204,6 +218,7 @@ class ConsentPoint:
             denies=denies,
             sensitive_labels=self.policy.sensitive_labels,
             sensitive_codes=self.policy.sensitive_codes,
+            shape_param=SHAPE_PARAM,
         )
 
     # -- helpers --------------------------------------------------------------------

@@ -15,6 +15,7 @@ from hie.audit.sink import AuditSink
 from hie.consent.decision import Access, Decide, Decision
 from hie.consent.point import ConsentPoint
 from hie.consent.rules import ResourceFacts
+from hie.consent.shapes import SHAPE_PARAM, ShapeIndexer
 from hie.context import Interaction, RequestContext
 from hie.errors import (
     BadRequest,
@@ -83,7 +84,7 @@ class Exchange:
         self.resource_types = frozenset(resource_types)
         self._default_count = default_count
         self._max_count = max_count
-        self._indexer = extractor
+        self._indexer = ShapeIndexer(extractor)
         self._visibility = visibility
         self._unindexed = extractor.unindexed()
         parser = QueryParser(
@@ -100,7 +101,7 @@ class Exchange:
             max_count=max_count,
         )
         self._writer = Writer(
-            indexer=extractor,
+            indexer=self._indexer,
             conditions=self._search.condition,
             clock=clock,
             new_id=new_id,
@@ -872,7 +873,6 @@ class _Facts:
             out += self._read([("status", "active"), ("patient", refs)])
         return out
 
-    def consents_naming(self, refs: Collection[str]) -> list[Mapping[str, Any]]:
-        refs = sorted(r for r in refs if "/" in r)
-        named = self._read([("status", "active"), ("actor", ",".join(refs))]) if refs else []
-        return named + self._read([("status", "active"), ("actor:missing", "true")])
+    def shapes(self) -> list[tuple[str, Mapping[str, Any]]]:
+        found = self._uow.token_values("Consent", SHAPE_PARAM)
+        return [(shape, orjson.loads(s.content)) for shape, s in found]

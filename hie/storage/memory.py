@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from hie.search.rows import IndexRow
+from hie.search.rows import IndexRow, TokenRow
 from hie.storage.ports import (
     AuditRecord,
     EverythingRequest,
@@ -93,6 +93,16 @@ class MemoryUnitOfWork:
 
     def everything(self, request: EverythingRequest) -> SearchPage:
         raise NotImplementedError("the memory twin does not evaluate searches (docs/search.md)")
+
+    def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
+        found: dict[str, StoredResource] = {}
+        for (rtype, _), (pk, stored) in sorted(self.state.resources.items()):
+            if rtype != type_ or stored.deleted:
+                continue
+            for row in self.state.rows.get(pk, ()):
+                if isinstance(row, TokenRow) and row.param == param:
+                    found.setdefault(row.code, stored)
+        return sorted(found.items())
 
     def _current(self, type_: str | None) -> list[tuple[int, StoredResource]]:
         return sorted(

@@ -85,10 +85,12 @@ class Region:
 
 @dataclass(frozen=True, slots=True)
 class PatientRegion:
-    """A region over the records (patient compartments) of ``patients``."""
+    """A region over the records (patient compartments) of ``patients``, and of the
+    patients of every current Consent whose ``shape_param`` token is one of ``shapes``."""
 
     patients: frozenset[str]
     region: Region
+    shapes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,7 @@ class Visibility:
     denies: tuple[PatientRegion, ...] = ()
     sensitive_labels: frozenset[Code] = frozenset()
     sensitive_codes: frozenset[Code] = frozenset()
+    shape_param: str = ""
 
     @property
     def everything(self) -> bool:
@@ -253,6 +256,10 @@ class UnitOfWork(Protocol):
         """Versions newest first, each with its global sequence number."""
 
     def count_history(self, query: HistoryQuery) -> int: ...
+
+    def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
+        """Each distinct code of a token index row (``param`` of ``type_``), with one
+        current resource holding it (for consent shapes)."""
 
     def append_audit(self, records: Sequence[AuditRecord]) -> None: ...
 

@@ -575,16 +575,22 @@ class Planner:
     def _in_region(
         self, r: FromClause, types: list[str], g: PatientRegion, v: Visibility, *, permit: bool
     ) -> ColumnElement[bool]:
-        ids = sorted(g.patients)
         keys = [param_key(t, code) for t in types for code in v.compartment.get(t, ())]
         ref = reference_table.alias()
+
+        def patient(col: Any) -> ColumnElement[bool]:
+            return or_(
+                col.in_(sorted(g.patients)) if g.patients else false(),
+                col.in_(self._shape_patients(g.shapes, v.shape_param)) if g.shapes else false(),
+            )
+
         members = select(ref.c.res_pk).where(
-            ref.c.target_id.in_(ids),
+            patient(ref.c.target_id),
             ref.c.target_id.is_not(None),
             ref.c.target_type == "Patient",
             ref.c.param.in_(keys),
         )
-        member = or_(r.c.pk.in_(members), and_(r.c.type == "Patient", r.c.id.in_(ids)))
+        member = or_(r.c.pk.in_(members), and_(r.c.type == "Patient", patient(r.c.id)))
         region = g.region
         conds = [member, *(self._criteria(r, types, c) for c in region.criteria)]
         conds += [~self._criteria(r, types, e) for e in region.exceptions]
@@ -596,6 +602,22 @@ class Planner:
             if codes:
                 conds.append(~self._tokens(r, types, "code", codes))
         return and_(*conds)
+
+    def _shape_patients(self, shapes: frozenset[str], param: str) -> Select[Any]:
+        """The patients of the current Consents of these shapes (hie.consent.shapes)."""
+        t = token_table.alias()
+        ref = reference_table.alias()
+        return (
+            select(ref.c.target_id)
+            .join(t, t.c.res_pk == ref.c.res_pk)
+            .where(
+                t.c.param == param_key("Consent", param),
+                t.c.code.in_(sorted(shapes)),
+                ref.c.param == param_key("Consent", "patient"),
+                ref.c.target_type == "Patient",
+                ref.c.target_id.is_not(None),
+            )
+        )
 
     def _criteria(self, r: FromClause, types: list[str], c: Criteria) -> ColumnElement[bool]:
         conds: list[ColumnElement[bool]] = []

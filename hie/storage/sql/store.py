@@ -34,7 +34,7 @@ from hie.storage.ports import (
     VersionConflict,
 )
 from hie.storage.sql.engine import WRITE_OPTION, is_sqlite, writer_gate
-from hie.storage.sql.index_tables import ALL_TABLES, group
+from hie.storage.sql.index_tables import ALL_TABLES, group, param_key, token_table
 from hie.storage.sql.index_tables import columns as table_columns
 from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow
 from hie.storage.sql.search_plan import Planner
@@ -140,6 +140,28 @@ class SqlUnitOfWork:
         if type_ is not None:
             query = query.where(R.c.type == type_)
         return int(self._conn.execute(query).scalar_one())
+
+    def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
+        self.flush()
+        t = token_table
+        first = (
+            select(t.c.code, func.min(t.c.res_pk).label("pk"))
+            .where(t.c.param == param_key(type_, param))
+            .group_by(t.c.code)
+            .subquery()
+        )
+        query = select(
+            first.c.code,
+            R.c.type,
+            R.c.id,
+            R.c.version,
+            R.c.last_updated_us,
+            R.c.deleted,
+            R.c.content,
+            R.c.custodian,
+        ).join(R, R.c.pk == first.c.pk)
+        rows = self._conn.execute(query.order_by(first.c.code)).all()
+        return [(str(row[0]), self._stored(row[1:])) for row in rows]
 
     def reindex(self, key: int, rows: Sequence[IndexRow]) -> None:
         self.flush()
