@@ -861,16 +861,14 @@ class _Facts:
         self._exchange = exchange
         self._uow = uow
 
-    def _read(self, params: Sequence[tuple[str, str]]) -> list[Mapping[str, Any]]:
-        found = self._exchange.all_matching(self._uow, "Consent", params)
-        return [orjson.loads(s.content) for s in found]
-
     def consents(self, patients: Collection[str]) -> list[Mapping[str, Any]]:
+        # Only active privacy Consents carry a shape row, so the shape marks them.
         ids = sorted(patients)
         out: list[Mapping[str, Any]] = []
         for start in range(0, len(ids), self._CHUNK):
-            refs = ",".join(f"Patient/{p}" for p in ids[start : start + self._CHUNK])
-            out += self._read([("status", "active"), ("patient", refs)])
+            chunk = ids[start : start + self._CHUNK]
+            found = self._uow.referring("Consent", "patient", "Patient", chunk, SHAPE_PARAM)
+            out += [orjson.loads(s.content) for s in found]
         return out
 
     def shapes(self) -> list[tuple[str, Mapping[str, Any]]]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from hie.search.rows import IndexRow, TokenRow
+from hie.search.rows import IndexRow, ReferenceRow, TokenRow
 from hie.storage.ports import (
     AuditRecord,
     EverythingRequest,
@@ -93,6 +93,26 @@ class MemoryUnitOfWork:
 
     def everything(self, request: EverythingRequest) -> SearchPage:
         raise NotImplementedError("the memory twin does not evaluate searches (docs/search.md)")
+
+    def referring(
+        self, type_: str, param: str, target_type: str, target_ids: Sequence[str], marker: str
+    ) -> list[StoredResource]:
+        wanted = set(target_ids)
+        out = []
+        for (rtype, _), (pk, stored) in sorted(self.state.resources.items()):
+            rows = self.state.rows.get(pk, ())
+            if rtype != type_ or stored.deleted:
+                continue
+            points = any(
+                isinstance(r, ReferenceRow)
+                and r.param == param
+                and r.target_type == target_type
+                and r.target_id in wanted
+                for r in rows
+            )
+            if points and any(isinstance(r, TokenRow) and r.param == marker for r in rows):
+                out.append(stored)
+        return out
 
     def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
         found: dict[str, StoredResource] = {}

@@ -257,6 +257,12 @@ class UnitOfWork(Protocol):
 
     def count_history(self, query: HistoryQuery) -> int: ...
 
+    def referring(
+        self, type_: str, param: str, target_type: str, target_ids: Sequence[str], marker: str
+    ) -> list[StoredResource]:
+        """Current ``type_`` resources whose reference ``param`` points to one of
+        ``target_ids`` and that have a ``marker`` token row (a Consent's shape)."""
+
     def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
         """Each distinct code of a token index row (``param`` of ``type_``), with one
         current resource holding it (for consent shapes)."""

@@ -34,7 +34,13 @@ from hie.storage.ports import (
     VersionConflict,
 )
 from hie.storage.sql.engine import WRITE_OPTION, is_sqlite, writer_gate
-from hie.storage.sql.index_tables import ALL_TABLES, group, param_key, token_table
+from hie.storage.sql.index_tables import (
+    ALL_TABLES,
+    group,
+    param_key,
+    reference_table,
+    token_table,
+)
 from hie.storage.sql.index_tables import columns as table_columns
 from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow
 from hie.storage.sql.search_plan import Planner
@@ -140,6 +146,18 @@ class SqlUnitOfWork:
         if type_ is not None:
             query = query.where(R.c.type == type_)
         return int(self._conn.execute(query).scalar_one())
+
+    def referring(
+        self, type_: str, param: str, target_type: str, target_ids: Sequence[str], marker: str
+    ) -> list[StoredResource]:
+        self.flush()
+        params = {
+            "f_param": param_key(type_, param),
+            "f_ttype": target_type,
+            "f_ids": list(target_ids),
+            "f_marker": param_key(type_, marker),
+        }
+        return [self._stored(row) for row in self._conn.execute(_REFERRING, params)]
 
     def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
         self.flush()
@@ -324,6 +342,22 @@ _GET_CURRENT = select(
     R.c.type, R.c.id, R.c.version, R.c.last_updated_us, R.c.deleted, R.c.content, R.c.custodian
 ).where(R.c.type == bindparam("g_type"), R.c.id == bindparam("g_id"))
 # Built once: constructing statements per call costs more than executing them.
+_REFERRING = (
+    select(
+        R.c.type, R.c.id, R.c.version, R.c.last_updated_us, R.c.deleted, R.c.content, R.c.custodian
+    )
+    .join(reference_table, reference_table.c.res_pk == R.c.pk)
+    .where(
+        reference_table.c.param == bindparam("f_param"),
+        reference_table.c.target_type == bindparam("f_ttype"),
+        reference_table.c.target_id.in_(bindparam("f_ids", expanding=True)),
+        R.c.deleted.is_(False),
+        select(token_table.c.res_pk)
+        .where(token_table.c.res_pk == R.c.pk, token_table.c.param == bindparam("f_marker"))
+        .exists(),
+    )
+    .distinct()
+)
 _INSERT_CURRENT = insert(R).returning(R.c.pk, sort_by_parameter_order=True)
 _UPDATE_CURRENT = (
     update(R)
