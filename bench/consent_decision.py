@@ -117,7 +117,7 @@ def main() -> None:
     kind = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
     patients = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
     with tempfile.TemporaryDirectory() as tmp:
-        url = fresh_database(kind, Path(tmp))
+        url = fresh_database(kind, Path(tmp), name="hie_bench_consent")
         # fsync off: audit commits would otherwise dominate and hide the decision's cost.
         base = Settings().replace(
             database__url=url,
