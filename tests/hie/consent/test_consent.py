@@ -9,6 +9,8 @@ from typing import Any
 
 import jwt
 import pytest
+from alembic import command
+from alembic.config import Config
 from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import text
@@ -17,6 +19,7 @@ from hie.app import Services, build_services, create_app
 from hie.cli import main
 from hie.context import RequestContext, Scopes
 from hie.settings import Settings
+from hie.storage.sql.migrate import MIGRATIONS, upgrade
 from tests.hie.cli.test_importing import env_for
 from tests.hie.consent.test_access_matrix import A, B, C, actor, consent, load, purpose, resources
 from tests.support import Api
@@ -226,3 +229,22 @@ def test_break_glass_tokens_need_a_reason_and_are_short_lived(
     claims = jwt.decode(minted.output.strip(), options={"verify_signature": False})
     assert claims["exp"] - claims["iat"] <= 3600
     assert claims["purpose"] == "BTG"
+
+
+def test_migration_0009_marks_consents_stored_before_it(built: tuple[Services, Flask]) -> None:
+    services, app = built
+    client = app.test_client()
+    a = Api(client, services.issuer.issue(subject="a", scope=SCOPE, ttl=600, organization=A))
+    b = Api(client, services.issuer.issue(subject="b", scope=SCOPE, ttl=600, organization=B))
+    load(a, resources("p1"))
+    load(a, [consent("c1", "p1", {"type": "permit", "actor": actor(B)})])
+    search = "Observation?subject=Patient/p1&_total=accurate"
+    assert b.get(search).get_json()["total"] == 1
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with services.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0005")  # as stored before: no shape rows
+    assert b.get(search).get_json()["total"] == 0
+    upgrade(services.engine)
+    assert b.get(search).get_json()["total"] == 1
