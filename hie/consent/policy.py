@@ -25,6 +25,7 @@ class ConsentPolicy:
         (V3_ACT_CODE, c) for c in ("HIV", "PSY", "ETH", "SDV", "GRF", "SUD", "GDIS")
     )
     sensitive_codes: frozenset[Code] = frozenset()
+    recorder_scope: str = "consent.record"
 
 
 def _codings(raw: Any, name: str) -> frozenset[Code]:
@@ -46,6 +47,7 @@ def policy_from(raw: dict[str, Any]) -> ConsentPolicy:
         "platforms",
         "sensitive_labels",
         "sensitive_codes",
+        "recorder_scope",
     }
     unknown = set(raw) - known
     if unknown:
@@ -67,6 +69,7 @@ def policy_from(raw: dict[str, Any]) -> ConsentPolicy:
             else base.sensitive_labels
         ),
         sensitive_codes=_codings(raw.get("sensitive_codes"), "sensitive_codes"),
+        recorder_scope=str(raw.get("recorder_scope", base.recorder_scope)),
     )
 
 

@@ -47,6 +47,8 @@ from hie.storage.ports import (
     Visibility,
 )
 
+_CHANGES = frozenset({Interaction.CREATE, Interaction.UPDATE, Interaction.DELETE})
+
 
 def _query_text(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{n}={v}" for n, v in params)
@@ -127,6 +129,11 @@ class Exchange:
             raise Forbidden(
                 f"the access token's scopes do not allow '{interaction.value}' on {resource_type}"
             )
+        if resource_type == "Consent" and interaction in _CHANGES and self._consent is not None:
+            # Otherwise any client could write itself a permit.
+            scope = self._consent.policy.recorder_scope
+            if ctx.organization is not None and not ctx.scopes.has(scope):
+                raise Forbidden(f"recording or withdrawing a Consent needs the scope '{scope}'")
 
     def permitted(
         self,

@@ -191,7 +191,7 @@ def tokens(services: Services) -> dict[str, str]:
     issue = services.issuer.issue
     scope = "system/*.cruds"
     return {
-        "a": issue(subject="his-a", scope=scope, ttl=600, organization=A),
+        "a": issue(subject="his-a", scope=f"{scope} consent.record", ttl=600, organization=A),
         "b": issue(subject="his-b", scope=scope, ttl=600, organization=B, purpose="TREAT"),
         "c": issue(subject="plat-c", scope=scope, ttl=600, organization=C, purpose="PUBHLTH"),
         "c-treat": issue(subject="plat-c", scope=scope, ttl=600, organization=C),

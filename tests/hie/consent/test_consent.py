@@ -25,6 +25,7 @@ from tests.hie.consent.test_access_matrix import A, B, C, actor, consent, load, 
 from tests.support import Api
 
 SCOPE = "system/*.cruds"
+RECORDER = "system/*.cruds consent.record"  # may record and withdraw Consents
 REASON = "unconscious patient, no relatives reachable"
 
 
@@ -50,11 +51,25 @@ def built(db_url: str, tmp_path: Path) -> Iterator[tuple[Services, Flask]]:
 def test_withdrawal_takes_effect_with_the_next_request(built: tuple[Services, Flask]) -> None:
     services, app = built
     client = app.test_client()
-    a = Api(client, services.issuer.issue(subject="a", scope=SCOPE, ttl=600, organization=A))
+    a = Api(client, services.issuer.issue(subject="a", scope=RECORDER, ttl=600, organization=A))
     b = Api(client, services.issuer.issue(subject="b", scope=SCOPE, ttl=600, organization=B))
     load(a, resources("p1"))
     assert b.get("Observation/p1-obs").status_code == 404
     given = consent("c1", "p1", {"type": "permit", "actor": actor(B)})
+    refused = b.put("Consent/c1", given)  # B may not write itself a permit
+    assert refused.status_code == 403
+    assert "consent.record" in refused.get_json()["issue"][0]["diagnostics"]
+    assert (
+        b.post(
+            "",
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [{"resource": given, "request": {"method": "PUT", "url": "Consent/c1"}}],
+            },
+        ).status_code
+        == 403
+    )
     assert a.put("Consent/c1", given).status_code == 201
     assert b.get("Observation/p1-obs").status_code == 200
     # the HIV result stays hidden: the permit does not name it
@@ -76,7 +91,7 @@ def test_break_glass_reads_everything_needs_a_reason_and_is_flagged(
     services, app = built
     client = app.test_client()
     issue = services.issuer.issue
-    a = Api(client, issue(subject="a", scope=SCOPE, ttl=600, organization=A))
+    a = Api(client, issue(subject="a", scope=RECORDER, ttl=600, organization=A))
     load(a, resources("p1"))
     load(a, [consent("c1", "p1", {"type": "deny"})])  # the resident refuses all sharing
     no_reason = issue(subject="b", scope=SCOPE, ttl=600, organization=B, purpose="BTG")
@@ -101,7 +116,7 @@ def test_hidden_reads_answer_403_when_configured(db_url: str, tmp_path: Path) ->
     try:
         client = create_app(services=services).test_client()
         issue = services.issuer.issue
-        a = Api(client, issue(subject="a", scope=SCOPE, ttl=600, organization=A))
+        a = Api(client, issue(subject="a", scope=RECORDER, ttl=600, organization=A))
         b = Api(client, issue(subject="b", scope=SCOPE, ttl=600, organization=B))
         load(a, resources("p1"))
         hidden = b.get("Observation/p1-obs")
@@ -128,7 +143,7 @@ def test_the_decision_api_answers_permit_or_deny_with_the_rule(
 ) -> None:
     services, app = built
     client = app.test_client()
-    a = Api(client, services.issuer.issue(subject="a", scope=SCOPE, ttl=600, organization=A))
+    a = Api(client, services.issuer.issue(subject="a", scope=RECORDER, ttl=600, organization=A))
     load(a, resources("p1"))
     load(
         a,
@@ -192,7 +207,7 @@ def test_the_decision_api_answers_permit_or_deny_with_the_rule(
 def test_dicom_studies_follow_their_imaging_study(built: tuple[Services, Flask]) -> None:
     services, _ = built
     exchange = services.exchange
-    a = RequestContext(actor="pacs-a", organization=A, scopes=Scopes(SCOPE))
+    a = RequestContext(actor="pacs-a", organization=A, scopes=Scopes(RECORDER))
     b = RequestContext(actor="ris-b", organization=B, scopes=Scopes(SCOPE))
     exchange.create(a, "Patient", {"resourceType": "Patient", "id": "p1"})
     patient_id = exchange.search(a, "Patient", []).entries[0].id
@@ -234,7 +249,7 @@ def test_break_glass_tokens_need_a_reason_and_are_short_lived(
 def test_migration_0009_marks_consents_stored_before_it(built: tuple[Services, Flask]) -> None:
     services, app = built
     client = app.test_client()
-    a = Api(client, services.issuer.issue(subject="a", scope=SCOPE, ttl=600, organization=A))
+    a = Api(client, services.issuer.issue(subject="a", scope=RECORDER, ttl=600, organization=A))
     b = Api(client, services.issuer.issue(subject="b", scope=SCOPE, ttl=600, organization=B))
     load(a, resources("p1"))
     load(a, [consent("c1", "p1", {"type": "permit", "actor": actor(B)})])
