@@ -7,6 +7,7 @@ point, runs one unit of work, and hands a record of the access to the audit sink
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -525,6 +526,9 @@ class Exchange:
             where = self._search.compartment(self.patient_ids(uow, ctx, owner))
             path = f"Patient/{owner}/{resource_type}"
         request = self._search.request(prepared, self.visibility(ctx, uow), where)
+        if request.visibility.restricted and request.estimate:
+            # A planner estimate counts from table statistics: give the exact visible count.
+            request = replace(request, estimate=False)
         try:
             page = uow.search(request)
         except ValueError as exc:  # a cursor from another query
