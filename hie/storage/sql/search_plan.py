@@ -98,6 +98,12 @@ from hie.storage.sql.index_tables import (
 from hie.storage.sql.models import ResourceRow
 
 R = cast(Table, ResourceRow.__table__)
+# The consent filter's aliases, made once (an alias's columns cost ~0.3 ms to set up).
+# Each appears only in its own EXISTS, never around itself, so sharing cannot correlate.
+_MEMBER_REF = reference_table.alias("c_member")
+_SHAPE_REF = reference_table.alias("c_shape_ref")
+_SHAPE_TOKEN = token_table.alias("c_shape")
+_CONSENT_TOKEN = token_table.alias("c_token")
 Cols = Callable[[str], KeyedColumnElement[Any]]
 _TOP = "\U0010ffff"  # above every character: "p" <= x < "p" + _TOP is "x starts with p"
 _MAX_INCLUDE_ROUNDS = 8
@@ -576,21 +582,27 @@ class Planner:
         self, r: FromClause, types: list[str], g: PatientRegion, v: Visibility, *, permit: bool
     ) -> ColumnElement[bool]:
         keys = [param_key(t, code) for t in types for code in v.compartment.get(t, ())]
-        ref = reference_table.alias()
+        ref = _MEMBER_REF
 
         def patient(col: Any) -> ColumnElement[bool]:
             return or_(
                 col.in_(sorted(g.patients)) if g.patients else false(),
-                col.in_(self._shape_patients(g.shapes, v.shape_param)) if g.shapes else false(),
+                self._has_shape(col, g.shapes, v.shape_param) if g.shapes else false(),
             )
 
-        members = select(ref.c.res_pk).where(
-            patient(ref.c.target_id),
-            ref.c.target_id.is_not(None),
-            ref.c.target_type == "Patient",
-            ref.c.param.in_(keys),
+        # Correlated (EXISTS): the cost follows the candidates, not every consented record.
+        members = (
+            select(ref.c.res_pk)
+            .where(
+                ref.c.res_pk == r.c.pk,
+                ref.c.param.in_(keys),
+                ref.c.target_type == "Patient",
+                ref.c.target_id.is_not(None),
+                patient(ref.c.target_id),
+            )
+            .exists()
         )
-        member = or_(r.c.pk.in_(members), and_(r.c.type == "Patient", patient(r.c.id)))
+        member = or_(members, and_(r.c.type == "Patient", patient(r.c.id)))
         region = g.region
         conds = [member, *(self._criteria(r, types, c) for c in region.criteria)]
         conds += [~self._criteria(r, types, e) for e in region.exceptions]
@@ -603,20 +615,20 @@ class Planner:
                 conds.append(~self._tokens(r, types, "code", codes))
         return and_(*conds)
 
-    def _shape_patients(self, shapes: frozenset[str], param: str) -> Select[Any]:
-        """The patients of the current Consents of these shapes (hie.consent.shapes)."""
-        t = token_table.alias()
-        ref = reference_table.alias()
+    def _has_shape(self, patient: Any, shapes: frozenset[str], param: str) -> ColumnElement[bool]:
+        """``patient`` has a current Consent of one of these shapes (hie.consent.shapes)."""
+        t, ref = _SHAPE_TOKEN, _SHAPE_REF
         return (
-            select(ref.c.target_id)
+            select(ref.c.res_pk)
             .join(t, t.c.res_pk == ref.c.res_pk)
             .where(
+                ref.c.target_id == patient,
+                ref.c.target_type == "Patient",
+                ref.c.param == param_key("Consent", "patient"),
                 t.c.param == param_key("Consent", param),
                 t.c.code.in_(sorted(shapes)),
-                ref.c.param == param_key("Consent", "patient"),
-                ref.c.target_type == "Patient",
-                ref.c.target_id.is_not(None),
             )
+            .exists()
         )
 
     def _criteria(self, r: FromClause, types: list[str], c: Criteria) -> ColumnElement[bool]:
@@ -635,8 +647,11 @@ class Planner:
         """The resource has a ``code`` token row holding one of ``codings``."""
         if not codings:
             return false()
-        t = token_table.alias()
-        match = or_(*(and_(t.c.system == s, t.c.code == c) for s, c in sorted(codings)))
+        t = _CONSENT_TOKEN
+        by_system: dict[str, list[str]] = {}
+        for system, c in sorted(codings):
+            by_system.setdefault(system, []).append(c)
+        match = or_(*(and_(t.c.system == s, t.c.code.in_(cs)) for s, cs in by_system.items()))
         keys = [param_key(x, code) for x in types]
         return select(t.c.res_pk).where(t.c.res_pk == r.c.pk, t.c.param.in_(keys), match).exists()
 
