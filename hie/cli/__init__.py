@@ -8,7 +8,9 @@ from adapters.hl7v2.cli import hl7, mllp
 from hie import __version__
 from hie.cli.db import db
 from hie.cli.environment import CliEnvironment
+from hie.cli.identity import identity
 from hie.cli.importing import import_command
+from hie.cli.keys import keys
 from hie.cli.listeners import dicom
 from hie.cli.search import search
 from hie.cli.serve import serve
@@ -31,3 +33,5 @@ main.add_command(dicom)
 main.add_command(hl7)
 main.add_command(mllp)
 main.add_command(search)
+main.add_command(keys)
+main.add_command(identity)

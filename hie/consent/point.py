@@ -67,6 +67,9 @@ class Facts(Protocol):
     def shapes(self) -> list[tuple[str, Mapping[str, Any]]]:
         """Each consent shape in force, with one Consent of that shape."""
 
+    def holders(self, patients: Collection[str]) -> set[str]:
+        """The custodians of these Patient records."""
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -160,10 +163,19 @@ class ConsentPoint:
         return ResourceFacts(stored.type, frozenset(patients), frozenset(labels), frozenset(codes))
 
     def decide(
-        self, ctx: RequestContext, facts: ResourceFacts, source: Facts, now: datetime
+        self,
+        ctx: RequestContext,
+        facts: ResourceFacts,
+        source: Facts,
+        now: datetime,
+        *,
+        derived: bool = False,
     ) -> Decision:
         """The decision for a resource whose :meth:`quick` answer was None."""
         assert ctx.organization is not None
+        if derived and ctx.organization in source.holders(facts.patients):
+            # Derived by the exchange (the enterprise Patient) from the caller's record.
+            return Decision(True, "derived from a record the caller holds")
         caller = self._caller(ctx, ctx.organization)
         return self.evaluate(caller, facts, source, now)
 

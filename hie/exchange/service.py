@@ -28,7 +28,10 @@ from hie.errors import (
     NotFound,
     PreconditionFailed,
 )
+from hie.exchange.identity_api import IdentityOperations
+from hie.exchange.mpi import MasterPatientIndex, Writes
 from hie.exchange.ports import Clock, IdFactory, Validator, VisibilityPolicy, see_everything
+from hie.exchange.protection import BytesSealer, Protection
 from hie.exchange.results import HistoryResult, SearchResult, WriteResult
 from hie.exchange.searching import Searcher
 from hie.exchange.transaction import BundleProcessor
@@ -71,10 +74,14 @@ class Exchange:
         default_count: int = 50,
         max_count: int = 1000,
         visibility: VisibilityPolicy = see_everything,
+        protection: Protection | None = None,
+        mpi: MasterPatientIndex | None = None,
         consent: ConsentPoint | None = None,
     ) -> None:
         """``extractor`` indexes every write and defines what search can use;
         ``visibility`` is the consent seam for searches (see ``hie.exchange.ports``);
+        ``protection`` seals resident ID and phone numbers; ``mpi`` links every source
+        Patient to an enterprise Patient (``hie.exchange.mpi``; it needs ``protection``);
         ``consent``, when given, decides every read and search (``hie.consent.point``)."""
         self._consent = consent
         self.base_url = base_url.rstrip("/")
@@ -103,13 +110,79 @@ class Exchange:
             default_count=default_count,
             max_count=max_count,
         )
-        self._writer = Writer(
-            indexer=self._indexer,
-            conditions=self._search.condition,
-            clock=clock,
-            new_id=new_id,
-            guard=self._guard_write,
+        # -- identity: protected numbers and the master patient index
+        self._protection = protection
+        self.protection = protection
+        conditions = self._search.condition
+        if protection is not None:
+            conditions = self._protected_conditions
+            self._writer = Writer(
+                indexer=self._indexer,
+                conditions=conditions,
+                clock=clock,
+                new_id=new_id,
+                seal=protection.seal,
+                plain=protection.plain,
+                guard=self._guard_write,
+            )
+        else:
+            self._writer = Writer(
+                indexer=self._indexer,
+                conditions=conditions,
+                clock=clock,
+                new_id=new_id,
+                guard=self._guard_write,
+            )
+        self._mpi = mpi
+        self.identity: IdentityOperations | None = None
+        if mpi is not None and protection is not None:
+            writes = Writes(lambda uow, ctx, body, id_: self._writer.update(uow, ctx, body, id_))
+            self._writer.observe(
+                lambda uow, ctx, t, id_, body: mpi.observe(uow, ctx, writes, t, id_, body)
+            )
+            self.identity = IdentityOperations(
+                self, store, mpi, protection, writes, self._writer.match
+            )
+
+    def _protected_conditions(self, resource_type: str, params: Sequence[tuple[str, str]]) -> Any:
+        assert self._protection is not None
+        return self._search.condition(
+            resource_type, self._protection.search_params(resource_type, params)
         )
+
+    def _params(
+        self, resource_type: str, params: Sequence[tuple[str, str]]
+    ) -> Sequence[tuple[str, str]]:
+        if self._protection is None:
+            return params
+        return self._protection.search_params(resource_type, params)
+
+    def raw_sealer(self, purpose: str) -> BytesSealer | None:
+        """Seals an adapter's raw copies of messages (the HL7 inbox) with the exchange's
+        keys; None when protection is off."""
+        if self._protection is None:
+            return None
+        return BytesSealer(self._protection, purpose.encode("utf-8"))
+
+    def reveal(self, ctx: RequestContext, stored: StoredResource) -> StoredResource:
+        """The stored resource with protected numbers opened (masked unless the caller's
+        token holds ``hie.identity.unmasked``)."""
+        if self._protection is None:
+            return stored
+        return self._protection.reveal(ctx, stored)
+
+    def _revealed(self, ctx: RequestContext, result: WriteResult) -> WriteResult:
+        return WriteResult(self.reveal(ctx, result.stored), result.status)
+
+    def enterprise_of(self, ctx: RequestContext, patient_ref: str) -> str:
+        """``Patient/<enterprise id>`` for a source or enterprise Patient reference.
+
+        Raises NotFound when the Patient is unknown to the index (or the caller may not
+        read it). Stable API: the card service calls it.
+        """
+        if self.identity is None:
+            raise NotFound("the master patient index is not enabled")
+        return self.identity.enterprise_of(ctx, patient_ref)
 
     def search_parameters(self, resource_type: str) -> list[dict[str, str]]:
         """The search parameters this type supports, for the CapabilityStatement."""
@@ -167,10 +240,11 @@ class Exchange:
             return quick.decision
         content = orjson.loads(stored.content) if stored.content else {}
         facts = consent.facts_of(stored, self._indexer.extract(content) if content else [])
+        derived = stored.custodian is None
         if uow is not None:
-            return consent.decide(ctx, facts, _Facts(self, uow), self._clock())
+            return consent.decide(ctx, facts, _Facts(self, uow), self._clock(), derived=derived)
         with self._store.unit_of_work(write=False) as own:
-            return consent.decide(ctx, facts, _Facts(self, own), self._clock())
+            return consent.decide(ctx, facts, _Facts(self, own), self._clock(), derived=derived)
 
     def _hidden(self, message: str) -> FhirError:
         """What a caller is told about a resource it may not see."""
@@ -302,7 +376,7 @@ class Exchange:
             self.record(
                 ctx, "create", resource_type=resource_type, resource_id=written.stored.id, uow=uow
             )
-        return WriteResult(written.stored, written.status)
+        return self._revealed(ctx, WriteResult(written.stored, written.status))
 
     # Reads audit after their unit of work has ended: a request must not hold a pooled
     # connection while it waits for the audit writer, which needs one too.
@@ -310,14 +384,14 @@ class Exchange:
     def read(self, ctx: RequestContext, resource_type: str, id_: str) -> StoredResource:
         stored = self._checked_read(ctx, resource_type, id_, None, self._store.lookup)
         self.record(ctx, "read", resource_type=resource_type, resource_id=id_)
-        return stored
+        return self.reveal(ctx, stored)
 
     def vread(
         self, ctx: RequestContext, resource_type: str, id_: str, version: str
     ) -> StoredResource:
         stored = self._checked_read(ctx, resource_type, id_, version, self._store.lookup)
         self.record(ctx, "vread", resource_type=resource_type, resource_id=id_)
-        return stored
+        return self.reveal(ctx, stored)
 
     def read_in(
         self,
@@ -338,7 +412,7 @@ class Exchange:
         if audit_uow is not None:
             action = "read" if version is None else "vread"
             self.record(ctx, action, resource_type=resource_type, resource_id=id_, uow=audit_uow)
-        return stored
+        return self.reveal(ctx, stored)
 
     def _checked_read(
         self,
@@ -393,7 +467,7 @@ class Exchange:
         with self._store.unit_of_work(write=True) as uow:
             written = self._writer.update(uow, ctx, body, id_, if_match=if_match)
             self.record(ctx, "update", resource_type=resource_type, resource_id=id_, uow=uow)
-        return WriteResult(written.stored, written.status)
+        return self._revealed(ctx, WriteResult(written.stored, written.status))
 
     def conditional_update(
         self,
@@ -414,10 +488,10 @@ class Exchange:
                 "update",
                 resource_type=resource_type,
                 resource_id=written.stored.id,
-                query=_query_text(params),
+                query=_query_text(self._params(resource_type, params)),
                 uow=uow,
             )
-        return WriteResult(written.stored, written.status)
+        return self._revealed(ctx, WriteResult(written.stored, written.status))
 
     def patch(
         self,
@@ -436,7 +510,7 @@ class Exchange:
             body = self.validated(result, resource_type, id_)
             written = self._writer.update(uow, ctx, body, id_, if_match=version, method="PATCH")
             self.record(ctx, "patch", resource_type=resource_type, resource_id=id_, uow=uow)
-        return WriteResult(written.stored, 200)
+        return self._revealed(ctx, WriteResult(written.stored, 200))
 
     def conditional_patch(
         self,
@@ -452,7 +526,8 @@ class Exchange:
         with self._store.unit_of_work(write=False) as uow:
             match = self._writer.match_one(uow, resource_type, params)
         if match is None:
-            raise NotFound(f"no {resource_type} matches '{_query_text(params)}'")
+            query = _query_text(self._params(resource_type, params))
+            raise NotFound(f"no {resource_type} matches '{query}'")
         return self.patch(ctx, resource_type, match.id, operations, if_match=if_match)
 
     def delete(self, ctx: RequestContext, resource_type: str, id_: str) -> WriteResult:
@@ -479,10 +554,10 @@ class Exchange:
                 "delete",
                 resource_type=resource_type,
                 resource_id=match.id,
-                query=_query_text(params),
+                query=_query_text(self._params(resource_type, params)),
                 uow=uow,
             )
-        return WriteResult(written.stored, written.status)
+        return self._revealed(ctx, WriteResult(written.stored, written.status))
 
     # -- search and history -----------------------------------------------------
 
@@ -496,7 +571,8 @@ class Exchange:
     ) -> SearchResult:
         with self._store.unit_of_work(write=False) as uow:
             result = self.search_in(uow, ctx, resource_type, params, strict=strict)
-        self.record(ctx, "search", resource_type=resource_type, query=_query_text(params))
+        query = _query_text(self._params(resource_type, params))
+        self.record(ctx, "search", resource_type=resource_type, query=query)
         return result
 
     def search_in(
@@ -511,6 +587,7 @@ class Exchange:
         compartment: tuple[str, str] | None = None,
     ) -> SearchResult:
         """A search; ``compartment`` ``("Patient", id)`` searches within that compartment."""
+        params = self._params(resource_type, params)
         self.check_type(resource_type)
         self.require(ctx, Interaction.SEARCH, resource_type)
         prepared = self._search.prepare(resource_type, params, strict=strict)
@@ -536,7 +613,8 @@ class Exchange:
         items = page.items
         if self._consent is None:  # with consent, the store's filter is the decision
             items = [s for s in items if self.permitted(ctx, Interaction.SEARCH, s)]
-        included = [s for s in page.included if self._readable(ctx, s)]
+        items = [self.reveal(ctx, s) for s in items]
+        included = [self.reveal(ctx, s) for s in page.included if self._readable(ctx, s)]
         if audit_uow is not None:
             query = _query_text(params)
             self.record(ctx, "search", resource_type=resource_type, query=query, uow=audit_uow)
@@ -559,9 +637,11 @@ class Exchange:
 
     def patient_ids(self, uow: UnitOfWork, ctx: RequestContext, patient_id: str) -> set[str]:
         """The source patients whose records stand for ``patient_id`` in compartment
-        searches and ``$everything``. Today just that patient; the identity work widens
-        it to every source patient linked to the same enterprise identity."""
-        return {patient_id}
+        searches and ``$everything``: an enterprise Patient stands for itself and every
+        source Patient linked to it."""
+        if self._mpi is None:
+            return {patient_id}
+        return {patient_id} | {m.source_id for m in self._mpi.members(uow, patient_id)}
 
     def compartment_search(
         self,
@@ -577,7 +657,7 @@ class Exchange:
             result = self.search_in(
                 uow, ctx, resource_type, params, strict=strict, compartment=("Patient", patient_id)
             )
-        query = _query_text(params)
+        query = _query_text(self._params(resource_type, params))
         self.record(ctx, "search", resource_type=resource_type, resource_id=patient_id, query=query)
         return result
 
@@ -607,6 +687,7 @@ class Exchange:
         items = page.items
         if self._consent is None:
             items = [s for s in items if self.permitted(ctx, Interaction.READ, s)]
+        items = [self.reveal(ctx, s) for s in items]
         self.record(
             ctx,
             "everything",
@@ -728,7 +809,7 @@ class Exchange:
             else:
                 rows, total = self._visible_history(uow, ctx, query, count)
         more = len(rows) > count
-        rows = rows[:count]
+        rows = [(seq, self.reveal(ctx, s)) for seq, s in rows[:count]]
         self.record(
             ctx, "history", resource_type=resource_type, resource_id=id_, query=_query_text(params)
         )
@@ -881,6 +962,10 @@ class _Facts:
             found = self._uow.referring("Consent", "patient", "Patient", chunk, SHAPE_PARAM)
             out += [orjson.loads(s.content) for s in found]
         return out
+
+    def holders(self, patients: Collection[str]) -> set[str]:
+        found = (self._uow.get("Patient", p) for p in sorted(patients))
+        return {s.custodian for s in found if s is not None and s.custodian and not s.deleted}
 
     def shapes(self) -> list[tuple[str, Mapping[str, Any]]]:
         found = self._uow.token_values("Consent", SHAPE_PARAM)

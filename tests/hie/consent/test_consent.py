@@ -102,7 +102,7 @@ def test_break_glass_reads_everything_needs_a_reason_and_is_flagged(
     )
     assert btg.get("Observation/p1-hiv").status_code == 200  # deny and sensitive: still read
     bundle = btg.get("Patient/p1/$everything").get_json()
-    assert bundle["total"] == 5  # the Consent too
+    assert bundle["total"] == 6  # the Consent and the enterprise Patient too
     with services.engine.connect() as conn:
         flagged = conn.execute(
             text("SELECT action, purpose, detail FROM audit_log WHERE detail LIKE 'break-glass%'")
@@ -259,7 +259,7 @@ def test_migration_0009_marks_consents_stored_before_it(built: tuple[Services, F
     config.set_main_option("script_location", str(MIGRATIONS))
     with services.engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0005")  # as stored before: no shape rows
+        command.downgrade(config, "0006")  # as stored before: no shape rows
     assert b.get(search).get_json()["total"] == 0
     upgrade(services.engine)
     assert b.get(search).get_json()["total"] == 1
