@@ -70,6 +70,9 @@ class Facts(Protocol):
     def holders(self, patients: Collection[str]) -> set[str]:
         """The custodians of these Patient records."""
 
+    def linking(self, patients: Collection[str]) -> set[str]:
+        """The Patients (enterprise records) whose ``link`` names one of these."""
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -184,6 +187,10 @@ class ConsentPoint:
     ) -> Decision:
         if not facts.patients:
             return Decision(False, "patient data of no patient: custodian only")
+        # Consents and grants on the enterprise Patient cover its source records.
+        linked = source.linking(sorted(facts.patients)) - facts.patients
+        if linked:
+            facts = replace(facts, patients=facts.patients | linked)
         consents = self._parsed(source.consents(sorted(facts.patients)))
         grants = self._grants_of(caller, facts.patients, now)
         rules = compile_rules(self.policy, caller, now, consents, grants)

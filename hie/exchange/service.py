@@ -967,6 +967,10 @@ class _Facts:
         found = (self._uow.get("Patient", p) for p in sorted(patients))
         return {s.custodian for s in found if s is not None and s.custodian and not s.deleted}
 
+    def linking(self, patients: Collection[str]) -> set[str]:
+        found = self._uow.referring("Patient", "link", "Patient", sorted(patients))
+        return {s.id for s in found}
+
     def shapes(self) -> list[tuple[str, Mapping[str, Any]]]:
         found = self._uow.token_values("Consent", SHAPE_PARAM)
         return [(shape, orjson.loads(s.content)) for shape, s in found]

@@ -174,7 +174,12 @@ class MemoryUnitOfWork:
         raise NotImplementedError("the memory twin does not evaluate searches (docs/search.md)")
 
     def referring(
-        self, type_: str, param: str, target_type: str, target_ids: Sequence[str], marker: str
+        self,
+        type_: str,
+        param: str,
+        target_type: str,
+        target_ids: Sequence[str],
+        marker: str | None = None,
     ) -> list[StoredResource]:
         wanted = set(target_ids)
         out = []
@@ -189,7 +194,10 @@ class MemoryUnitOfWork:
                 and r.target_id in wanted
                 for r in rows
             )
-            if points and any(isinstance(r, TokenRow) and r.param == marker for r in rows):
+            marked = marker is None or any(
+                isinstance(r, TokenRow) and r.param == marker for r in rows
+            )
+            if points and marked:
                 out.append(stored)
         return out
 

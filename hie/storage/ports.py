@@ -337,10 +337,16 @@ class UnitOfWork(Protocol):
     def count_history(self, query: HistoryQuery) -> int: ...
 
     def referring(
-        self, type_: str, param: str, target_type: str, target_ids: Sequence[str], marker: str
+        self,
+        type_: str,
+        param: str,
+        target_type: str,
+        target_ids: Sequence[str],
+        marker: str | None = None,
     ) -> list[StoredResource]:
         """Current ``type_`` resources whose reference ``param`` points to one of
-        ``target_ids`` and that have a ``marker`` token row (a Consent's shape)."""
+        ``target_ids`` (and, given a ``marker``, that have a token row of that
+        parameter: a Consent's shape)."""
 
     def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
         """Each distinct code of a token index row (``param`` of ``type_``), with one

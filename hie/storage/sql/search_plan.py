@@ -105,6 +105,8 @@ _SHAPE_REF = reference_table.alias("c_shape_ref")
 _SHAPE_TOKEN = token_table.alias("c_shape")
 _CONSENT_TOKEN = token_table.alias("c_token")
 _DERIVED_REF = reference_table.alias("c_derived")
+_LINK_REF = reference_table.alias("c_link")
+_LINKED = R.alias("c_linked")
 _HELD = R.alias("c_held")
 Cols = Callable[[str], KeyedColumnElement[Any]]
 _TOP = "\U0010ffff"  # above every character: "p" <= x < "p" + _TOP is "x starts with p"
@@ -614,11 +616,29 @@ class Planner:
         keys = [param_key(t, code) for t in types for code in v.compartment.get(t, ())]
         ref = _MEMBER_REF
 
-        def patient(col: Any) -> ColumnElement[bool]:
+        def direct(col: Any) -> ColumnElement[bool]:
             return or_(
                 col.in_(sorted(g.patients)) if g.patients else false(),
                 self._has_shape(col, g.shapes, v.shape_param) if g.shapes else false(),
             )
+
+        def patient(col: Any) -> ColumnElement[bool]:
+            # Consents and grants on an enterprise Patient cover the source Patients it
+            # links (hie.exchange.mpi writes Patient.link from the enterprise record).
+            lk, e = _LINK_REF, _LINKED
+            linked = (
+                select(lk.c.res_pk)
+                .join(e, e.c.pk == lk.c.res_pk)
+                .where(
+                    lk.c.target_id == col,
+                    lk.c.target_type == "Patient",
+                    lk.c.param == param_key("Patient", "link"),
+                    e.c.type == "Patient",
+                    e.c.deleted.is_(False),
+                    direct(e.c.id),
+                )
+            )
+            return or_(direct(col), linked.exists())
 
         # Correlated (EXISTS): the cost follows the candidates, not every consented record.
         members = (

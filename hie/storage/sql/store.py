@@ -170,16 +170,24 @@ class SqlUnitOfWork:
         return int(self._conn.execute(query).scalar_one())
 
     def referring(
-        self, type_: str, param: str, target_type: str, target_ids: Sequence[str], marker: str
+        self,
+        type_: str,
+        param: str,
+        target_type: str,
+        target_ids: Sequence[str],
+        marker: str | None = None,
     ) -> list[StoredResource]:
         self.flush()
-        params = {
+        params: dict[str, Any] = {
             "f_param": param_key(type_, param),
             "f_ttype": target_type,
             "f_ids": list(target_ids),
-            "f_marker": param_key(type_, marker),
         }
-        return [self._stored(row) for row in self._conn.execute(_REFERRING, params)]
+        statement = _REFERRING_ALL
+        if marker is not None:
+            params["f_marker"] = param_key(type_, marker)
+            statement = _REFERRING
+        return [self._stored(row) for row in self._conn.execute(statement, params)]
 
     def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
         self.flush()
@@ -367,7 +375,7 @@ _GET_COLUMNS = "type, id, version, last_updated_us, deleted, content, custodian"
 _GET_CURRENT_SQLITE = f"SELECT {_GET_COLUMNS} FROM resource WHERE type = ? AND id = ?"
 _GET_CURRENT_PG = f"SELECT {_GET_COLUMNS} FROM resource WHERE type = %s AND id = %s"
 # Built once: constructing statements per call costs more than executing them.
-_REFERRING = (
+_REFERRING_ALL = (
     select(
         R.c.type, R.c.id, R.c.version, R.c.last_updated_us, R.c.deleted, R.c.content, R.c.custodian
     )
@@ -377,11 +385,13 @@ _REFERRING = (
         reference_table.c.target_type == bindparam("f_ttype"),
         reference_table.c.target_id.in_(bindparam("f_ids", expanding=True)),
         R.c.deleted.is_(False),
-        select(token_table.c.res_pk)
-        .where(token_table.c.res_pk == R.c.pk, token_table.c.param == bindparam("f_marker"))
-        .exists(),
     )
     .distinct()
+)
+_REFERRING = _REFERRING_ALL.where(
+    select(token_table.c.res_pk)
+    .where(token_table.c.res_pk == R.c.pk, token_table.c.param == bindparam("f_marker"))
+    .exists()
 )
 _INSERT_CURRENT = insert(R).returning(R.c.pk, sort_by_parameter_order=True)
 _UPDATE_CURRENT = (

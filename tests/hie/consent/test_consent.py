@@ -263,3 +263,25 @@ def test_migration_0009_marks_consents_stored_before_it(built: tuple[Services, F
     assert b.get(search).get_json()["total"] == 0
     upgrade(services.engine)
     assert b.get(search).get_json()["total"] == 1
+
+
+def test_a_consent_on_the_enterprise_patient_covers_every_linked_record(
+    built: tuple[Services, Flask],
+) -> None:
+    services, app = built
+    client = app.test_client()
+    a = Api(client, services.issuer.issue(subject="a", scope=RECORDER, ttl=600, organization=A))
+    b = Api(client, services.issuer.issue(subject="b", scope=SCOPE, ttl=600, organization=B))
+    load(a, resources("p1"))
+    linked = services.exchange.search(RequestContext.system(), "Patient", [("link", "Patient/p1")])
+    enterprise = linked.entries[0].id
+    assert b.get("Observation/p1-obs").status_code == 404
+    assert b.get(f"Patient/{enterprise}").status_code == 404
+    assert a.get(f"Patient/{enterprise}").status_code == 200  # derived from A's record
+    given = consent("ce", enterprise, {"type": "permit", "actor": actor(B)})
+    assert a.put("Consent/ce", given).status_code == 201
+    assert b.get("Observation/p1-obs").status_code == 200
+    assert b.get(f"Patient/{enterprise}").status_code == 200
+    found = b.get("Observation?subject=Patient/p1&_total=accurate").get_json()
+    assert found["total"] == 1  # the HIV result is not named
+    assert b.get("Patient?_id=p1").get_json()["total"] == 1
