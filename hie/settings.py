@@ -70,6 +70,8 @@ class Hl7Settings(_Section):
     default_charset: str = "GB18030"
     default_tz: str = "+08:00"
     workers: int = 2
+    # Extra mapping processes (hie hl7 work) started by hie mllp; threads share one GIL.
+    worker_processes: int = 1
     conceptmaps: str = ""
     application: str = "HIE"
     facility: str = ""
@@ -95,6 +97,12 @@ class IdentitySettings(_Section):
     max_candidates: int = 200
 
 
+class CardSettings(_Section):
+    qr_ttl: int = 60
+    checkin_grant_hours: float = 24.0
+    organization: str = "Organization/mianzhou-pass"
+
+
 class ConsentSettings(_Section):
     # false: permit-all (benchmarks compare against it); the policy file is
     # config/consent.toml unless ``policy`` names another.
@@ -113,6 +121,7 @@ class Settings(_Section):
     mllp: MllpSettings = MllpSettings()
     hl7: Hl7Settings = Hl7Settings()
     dicom: DicomSettings = DicomSettings()
+    card: CardSettings = CardSettings()
     identity: IdentitySettings = IdentitySettings()
     consent: ConsentSettings = ConsentSettings()
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from hie.audit.sink import AuditSink
 from hie.consent.decision import Access, Decide, Decision
+from hie.consent.grants import Grant, GrantStore, MemoryGrantStore
 from hie.consent.point import ConsentPoint
 from hie.consent.rules import ResourceFacts
 from hie.consent.shapes import SHAPE_PARAM, ShapeIndexer
@@ -74,6 +76,7 @@ class Exchange:
         default_count: int = 50,
         max_count: int = 1000,
         visibility: VisibilityPolicy = see_everything,
+        grants: GrantStore | None = None,
         protection: Protection | None = None,
         mpi: MasterPatientIndex | None = None,
         consent: ConsentPoint | None = None,
@@ -96,6 +99,7 @@ class Exchange:
         self._max_count = max_count
         self._indexer = ShapeIndexer(extractor)
         self._visibility = visibility
+        self.grants: GrantStore = grants if grants is not None else MemoryGrantStore()
         self._unindexed = extractor.unindexed()
         parser = QueryParser(
             extractor.registry,
@@ -901,6 +905,31 @@ class Exchange:
             outcome="permit" if decision.permit else "deny",
         )
         return decision
+
+    # -- access grants (hie.consent.grants) ----------------------------------------
+
+    def record_grant(self, ctx: RequestContext, grant: Grant) -> Grant:
+        """Record a time-limited access grant (e.g. card-presented treatment access)."""
+        stored = self.grants.add(grant)
+        patient_type, _, patient_id = grant.patient.partition("/")
+        self.record(
+            ctx,
+            "grant",
+            resource_type=patient_type or None,
+            resource_id=patient_id or None,
+            query=f"organization={grant.organization}&purpose={grant.purpose}&basis={grant.basis}",
+        )
+        return stored
+
+    def active_grants(
+        self,
+        patients: Collection[str],
+        organization: str,
+        at: datetime | None = None,
+        purpose: str | None = None,
+    ) -> list[Grant]:
+        """Grants in force for any of ``patients`` to ``organization`` at ``at`` (now)."""
+        return self.grants.active(patients, organization, at or self._clock(), purpose)
 
     # -- bundles and validation --------------------------------------------------
 

@@ -4,6 +4,7 @@ setting, the decision API, DICOM studies and the break-glass token (SQLite and P
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import text
 
 from hie.app import Services, build_services, create_app
 from hie.cli import main
+from hie.consent.grants import Grant
 from hie.context import RequestContext, Scopes
 from hie.settings import Settings
 from hie.storage.sql.migrate import MIGRATIONS, upgrade
@@ -259,7 +261,7 @@ def test_migration_0009_marks_consents_stored_before_it(built: tuple[Services, F
     config.set_main_option("script_location", str(MIGRATIONS))
     with services.engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0006")  # as stored before: no shape rows
+        command.downgrade(config, "0007")  # as stored before: no shape rows
     assert b.get(search).get_json()["total"] == 0
     upgrade(services.engine)
     assert b.get(search).get_json()["total"] == 1
@@ -285,3 +287,29 @@ def test_a_consent_on_the_enterprise_patient_covers_every_linked_record(
     found = b.get("Observation?subject=Patient/p1&_total=accurate").get_json()
     assert found["total"] == 1  # the HIV result is not named
     assert b.get("Patient?_id=p1").get_json()["total"] == 1
+
+
+def test_card_presented_grants_open_the_record_for_treatment(
+    built: tuple[Services, Flask],
+) -> None:
+    services, app = built
+    client = app.test_client()
+    a = Api(client, services.issuer.issue(subject="a", scope=RECORDER, ttl=600, organization=A))
+    issue = services.issuer.issue
+    b = Api(client, issue(subject="b", scope=SCOPE, ttl=600, organization=B))
+    research = Api(
+        client, issue(subject="b", scope=SCOPE, ttl=600, organization=B, purpose="HRESCH")
+    )
+    load(a, resources("p1"))
+    now = datetime.now(UTC)
+    assert b.get("Observation/p1-obs").status_code == 404
+    services.exchange.record_grant(
+        RequestContext.system(),
+        Grant("Patient/p1", B, "TREAT", now - timedelta(hours=1), now + timedelta(hours=1)),
+    )
+    assert b.get("Observation/p1-obs").status_code == 200
+    assert b.get("Observation/p1-hiv").status_code == 404  # sensitive: not by a grant
+    assert b.get("Observation?subject=Patient/p1&_total=accurate").get_json()["total"] == 1
+    assert research.get("Observation/p1-obs").status_code == 404  # treatment only
+    load(a, [consent("c1", "p1", {"type": "deny", "actor": actor(B)})])
+    assert b.get("Observation/p1-obs").status_code == 404  # a deny wins over the grant

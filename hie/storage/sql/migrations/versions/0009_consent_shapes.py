@@ -1,7 +1,7 @@
 """consent: a shape index row on every active patient-privacy Consent
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-28 04:00:00
 
 Searches by organisations other than the custodian find consented patients through a
@@ -17,7 +17,7 @@ from alembic import op
 
 
 revision: str = '0009'
-down_revision: str | None = '0006'
+down_revision: str | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
