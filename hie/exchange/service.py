@@ -18,7 +18,7 @@ from hie.consent.decision import Access, Decide, Decision
 from hie.consent.grants import Grant, GrantStore, MemoryGrantStore
 from hie.consent.point import ConsentPoint
 from hie.consent.rules import ResourceFacts
-from hie.consent.shapes import SHAPE_PARAM, ShapeIndexer
+from hie.consent.shapes import ShapeIndexer
 from hie.context import Interaction, RequestContext
 from hie.errors import (
     BadRequest,
@@ -30,6 +30,7 @@ from hie.errors import (
     NotFound,
     PreconditionFailed,
 )
+from hie.exchange.consenting import ConsentFacts
 from hie.exchange.identity_api import IdentityOperations
 from hie.exchange.mpi import MasterPatientIndex, Writes
 from hie.exchange.ports import Clock, IdFactory, Validator, VisibilityPolicy, see_everything
@@ -246,9 +247,9 @@ class Exchange:
         facts = consent.facts_of(stored, self._indexer.extract(content) if content else [])
         derived = stored.custodian is None
         if uow is not None:
-            return consent.decide(ctx, facts, _Facts(self, uow), self._clock(), derived=derived)
+            return consent.decide(ctx, facts, ConsentFacts(uow), self._clock(), derived=derived)
         with self._store.unit_of_work(write=False) as own:
-            return consent.decide(ctx, facts, _Facts(self, own), self._clock(), derived=derived)
+            return consent.decide(ctx, facts, ConsentFacts(own), self._clock(), derived=derived)
 
     def _hidden(self, message: str) -> FhirError:
         """What a caller is told about a resource it may not see."""
@@ -270,7 +271,7 @@ class Exchange:
         """What ``ctx`` may see in searches, read now in ``uow``."""
         if self._consent is None:
             return self._visibility(ctx)
-        return self._consent.visibility(ctx, _Facts(self, uow), self._clock())
+        return self._consent.visibility(ctx, ConsentFacts(uow), self._clock())
 
     def all_matching(
         self, uow: UnitOfWork, resource_type: str, params: Sequence[tuple[str, str]]
@@ -894,7 +895,7 @@ class Exchange:
                     data_class, frozenset({patient}), frozenset(labels), frozenset()
                 )
                 caller = self._consent.caller(organization, purpose)
-                decision = self._consent.evaluate(caller, facts, _Facts(self, uow), self._clock())
+                decision = self._consent.evaluate(caller, facts, ConsentFacts(uow), self._clock())
         query = f"organization={organization}&purpose={purpose}&class={data_class}"
         self.record(
             ctx,
@@ -971,35 +972,3 @@ class Exchange:
         except FhirError as exc:
             return exc.all_issues()
         return []
-
-
-class _Facts:
-    """The consent point's view of the record: Consents read in the caller's unit of work."""
-
-    _CHUNK = 200
-
-    def __init__(self, exchange: Exchange, uow: UnitOfWork) -> None:
-        self._exchange = exchange
-        self._uow = uow
-
-    def consents(self, patients: Collection[str]) -> list[Mapping[str, Any]]:
-        # Only active privacy Consents carry a shape row, so the shape marks them.
-        ids = sorted(patients)
-        out: list[Mapping[str, Any]] = []
-        for start in range(0, len(ids), self._CHUNK):
-            chunk = ids[start : start + self._CHUNK]
-            found = self._uow.referring("Consent", "patient", "Patient", chunk, SHAPE_PARAM)
-            out += [orjson.loads(s.content) for s in found]
-        return out
-
-    def holders(self, patients: Collection[str]) -> set[str]:
-        found = (self._uow.get("Patient", p) for p in sorted(patients))
-        return {s.custodian for s in found if s is not None and s.custodian and not s.deleted}
-
-    def linking(self, patients: Collection[str]) -> set[str]:
-        found = self._uow.referring("Patient", "link", "Patient", sorted(patients))
-        return {s.id for s in found}
-
-    def shapes(self) -> list[tuple[str, Mapping[str, Any]]]:
-        found = self._uow.token_values("Consent", SHAPE_PARAM)
-        return [(shape, orjson.loads(s.content)) for shape, s in found]
