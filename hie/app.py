@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from flask import Flask, Response, request
 from sqlalchemy import Engine
@@ -24,6 +25,8 @@ from hie.auth.keys import load_or_create_signing_key
 from hie.auth.services import AuthServices, build_auth
 from hie.auth.tokens import TokenIssuer, TokenVerifier
 from hie.consent.decision import permit_all
+from hie.consent.point import ConsentPoint
+from hie.consent.policy import load_policy
 from hie.crypto.fields import FieldCipher
 from hie.crypto.keyring import load_keyring
 from hie.errors import FhirError
@@ -92,7 +95,13 @@ def build_services(
         local_bases=[settings.fhir_base_url],
         resource_types=sorted(SERVED_TYPES),
     )
+    grants = SqlGrantStore(engine)
+    consent = None
+    if settings.consent.enabled:
+        policy = load_policy(Path(settings.consent.policy) if settings.consent.policy else None)
+        consent = ConsentPoint(policy, extractor.registry.compartment("Patient"), grants)
     exchange = Exchange(
+        consent=consent,
         store=store,
         validator=load_validator(),
         extractor=extractor,
@@ -104,7 +113,7 @@ def build_services(
         base_url=settings.fhir_base_url,
         default_count=settings.fhir.default_count,
         max_count=settings.fhir.max_count,
-        grants=SqlGrantStore(engine),
+        grants=grants,
         **build_identity(settings, clock=clock),
     )
     dicom = DicomService(dicom_config(settings), exchange, session_factory(engine))

@@ -111,6 +111,13 @@ class CardSettings(_Section):
     organization: str = "Organization/mianzhou-pass"
 
 
+class ConsentSettings(_Section):
+    # false: permit-all (benchmarks compare against it); the policy file is
+    # config/consent.toml unless ``policy`` names another.
+    enabled: bool = True
+    policy: str = ""
+
+
 class Settings(_Section):
     host: str = "127.0.0.1"
     database: DatabaseSettings = DatabaseSettings()
@@ -124,6 +131,7 @@ class Settings(_Section):
     dicom: DicomSettings = DicomSettings()
     card: CardSettings = CardSettings()
     identity: IdentitySettings = IdentitySettings()
+    consent: ConsentSettings = ConsentSettings()
 
     @property
     def data_dir(self) -> Path:

@@ -9,6 +9,8 @@ its organisation, its registered scopes (narrowed by ``--scope`` if given), shor
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from hie.app import utc_now
@@ -16,6 +18,7 @@ from hie.auth.keys import load_or_create_signing_key
 from hie.auth.scopes import grant
 from hie.auth.tokens import TokenIssuer
 from hie.cli.clients import open_auth
+from hie.consent.policy import load_policy
 from hie.settings import load_settings
 
 DEFAULT_SCOPE = "system/*.cruds"
@@ -55,6 +58,15 @@ def token(
             issued = auth.grants.issue(registered, scopes, ttl=ttl, purpose=purpose, reason=reason)
         click.echo(issued.access_token)
         return
+    ttl = ttl or settings.auth.token_ttl
+    policy = load_policy(Path(settings.consent.policy) if settings.consent.policy else None)
+    if purpose == policy.break_glass_purpose:
+        # Break-glass needs a stated reason and is short-lived (docs/consent.md).
+        if not (reason or "").strip():
+            raise click.UsageError(f"--purpose {purpose} needs --reason")
+        if organization is None:
+            raise click.UsageError(f"--purpose {purpose} needs --org")
+        ttl = min(ttl, policy.break_glass_ttl)
     key = load_or_create_signing_key(settings.data_dir)
     issuer = TokenIssuer(
         key, issuer=settings.auth.issuer, audience=settings.auth.audience, clock=utc_now
@@ -63,7 +75,7 @@ def token(
         issuer.issue(
             subject=subject,
             scope=scope or DEFAULT_SCOPE,
-            ttl=ttl or settings.auth.token_ttl,
+            ttl=ttl,
             organization=organization,
             purpose=purpose,
             reason=reason,

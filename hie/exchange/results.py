@@ -47,6 +47,6 @@ class HistoryEntry:
 @dataclass(frozen=True, slots=True)
 class HistoryResult:
     entries: list[StoredResource]
-    total: int
+    total: int | None  # None: not given (it would reveal hidden versions)
     next_cursor: str | None
     params: list[tuple[str, str]]

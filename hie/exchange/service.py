@@ -7,14 +7,18 @@ point, runs one unit of work, and hands a record of the access to the audit sink
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from hie.audit.sink import AuditSink
-from hie.consent.decision import Access, Decide
+from hie.consent.decision import Access, Decide, Decision
 from hie.consent.grants import Grant, GrantStore, MemoryGrantStore
+from hie.consent.point import ConsentPoint
+from hie.consent.rules import ResourceFacts
+from hie.consent.shapes import ShapeIndexer
 from hie.context import Interaction, RequestContext
 from hie.errors import (
     BadRequest,
@@ -24,7 +28,9 @@ from hie.errors import (
     InvalidSearch,
     Issue,
     NotFound,
+    PreconditionFailed,
 )
+from hie.exchange.consenting import ConsentFacts
 from hie.exchange.identity_api import IdentityOperations
 from hie.exchange.mpi import MasterPatientIndex, Writes
 from hie.exchange.ports import Clock, IdFactory, Validator, VisibilityPolicy, see_everything
@@ -38,7 +44,17 @@ from hie.fhir.bundles import page_url
 from hie.fhir.canonical import ID_PATTERN, parse_instant
 from hie.search.extract import Extractor
 from hie.search.params import QueryParser
-from hie.storage.ports import AuditRecord, HistoryQuery, Store, StoredResource, UnitOfWork
+from hie.storage.ports import (
+    AuditRecord,
+    HistoryQuery,
+    SearchRequest,
+    Store,
+    StoredResource,
+    UnitOfWork,
+    Visibility,
+)
+
+_CHANGES = frozenset({Interaction.CREATE, Interaction.UPDATE, Interaction.DELETE})
 
 
 def _known_id(resource_type: str, id_: str) -> None:
@@ -70,11 +86,14 @@ class Exchange:
         grants: GrantStore | None = None,
         protection: Protection | None = None,
         mpi: MasterPatientIndex | None = None,
+        consent: ConsentPoint | None = None,
     ) -> None:
         """``extractor`` indexes every write and defines what search can use;
         ``visibility`` is the consent seam for searches (see ``hie.exchange.ports``);
         ``protection`` seals resident ID and phone numbers; ``mpi`` links every source
-        Patient to an enterprise Patient (``hie.exchange.mpi``; it needs ``protection``)."""
+        Patient to an enterprise Patient (``hie.exchange.mpi``; it needs ``protection``);
+        ``consent``, when given, decides every read and search (``hie.consent.point``)."""
+        self._consent = consent
         self.base_url = base_url.rstrip("/")
         self.new_id = new_id
         self._store = store
@@ -85,7 +104,7 @@ class Exchange:
         self.resource_types = frozenset(resource_types)
         self._default_count = default_count
         self._max_count = max_count
-        self._indexer = extractor
+        self._indexer = ShapeIndexer(extractor)
         self._visibility = visibility
         self.grants: GrantStore = grants if grants is not None else MemoryGrantStore()
         self._unindexed = extractor.unindexed()
@@ -109,16 +128,21 @@ class Exchange:
         if protection is not None:
             conditions = self._protected_conditions
             self._writer = Writer(
-                indexer=extractor,
+                indexer=self._indexer,
                 conditions=conditions,
                 clock=clock,
                 new_id=new_id,
                 seal=protection.seal,
                 plain=protection.plain,
+                guard=self._guard_write,
             )
         else:
             self._writer = Writer(
-                indexer=extractor, conditions=conditions, clock=clock, new_id=new_id
+                indexer=self._indexer,
+                conditions=conditions,
+                clock=clock,
+                new_id=new_id,
+                guard=self._guard_write,
             )
         self._mpi = mpi
         self.identity: IdentityOperations | None = None
@@ -190,12 +214,87 @@ class Exchange:
             raise Forbidden(
                 f"the access token's scopes do not allow '{interaction.value}' on {resource_type}"
             )
+        if resource_type == "Consent" and interaction in _CHANGES and self._consent is not None:
+            # Otherwise any client could write itself a permit.
+            scope = self._consent.policy.recorder_scope
+            if ctx.organization is not None and not ctx.scopes.has(scope):
+                raise Forbidden(f"recording or withdrawing a Consent needs the scope '{scope}'")
 
     def permitted(
-        self, ctx: RequestContext, interaction: Interaction, stored: StoredResource
+        self,
+        ctx: RequestContext,
+        interaction: Interaction,
+        stored: StoredResource,
+        uow: UnitOfWork | None = None,
     ) -> bool:
-        access = Access(interaction, stored.type, stored.id, stored.custodian)
-        return self._decide(ctx, access).permit
+        return self.decision(ctx, interaction, stored, uow).permit
+
+    def decision(
+        self,
+        ctx: RequestContext,
+        interaction: Interaction,
+        stored: StoredResource,
+        uow: UnitOfWork | None = None,
+    ) -> Decision:
+        """The one decision point for a stored resource (reads, history, DICOM, writes).
+
+        The consent point answers most calls from the caller and the custodian alone;
+        otherwise it reads the Consents and grants in force now (never cached), in
+        ``uow`` or in a unit of work of its own.
+        """
+        consent = self._consent
+        if consent is None:
+            access = Access(interaction, stored.type, stored.id, stored.custodian)
+            return self._decide(ctx, access)
+        quick = consent.quick(ctx, stored.type, stored.custodian)
+        if quick is not None:
+            return quick.decision
+        content = orjson.loads(stored.content) if stored.content else {}
+        facts = consent.facts_of(stored, self._indexer.extract(content) if content else [])
+        derived = stored.custodian is None
+        if uow is not None:
+            return consent.decide(ctx, facts, ConsentFacts(uow), self._clock(), derived=derived)
+        with self._store.unit_of_work(write=False) as own:
+            return consent.decide(ctx, facts, ConsentFacts(own), self._clock(), derived=derived)
+
+    def _hidden(self, message: str) -> FhirError:
+        """What a caller is told about a resource it may not see."""
+        if self._consent is not None and self._consent.policy.hidden_status == 403:
+            return Forbidden("access to this resource is not permitted by the consent policy")
+        return NotFound(message)
+
+    def _guard_write(
+        self, uow: UnitOfWork, ctx: RequestContext, current: StoredResource, conditional: bool
+    ) -> None:
+        """A write may only change (or a condition match) what the caller may see."""
+        if self._consent is None or self.permitted(ctx, Interaction.READ, current, uow):
+            return
+        if conditional:
+            raise PreconditionFailed("the condition matched a resource the caller may not see")
+        raise self._hidden(f"{current.type}/{current.id} is not known")
+
+    def visibility(self, ctx: RequestContext, uow: UnitOfWork) -> Visibility:
+        """What ``ctx`` may see in searches, read now in ``uow``."""
+        if self._consent is None:
+            return self._visibility(ctx)
+        return self._consent.visibility(ctx, ConsentFacts(uow), self._clock())
+
+    def all_matching(
+        self, uow: UnitOfWork, resource_type: str, params: Sequence[tuple[str, str]]
+    ) -> list[StoredResource]:
+        """Every current resource matching ``params``, unfiltered (the consent facts)."""
+        query = self._search.condition(resource_type, params)
+        out: list[StoredResource] = []
+        cursor = None
+        while True:
+            request = SearchRequest(
+                query=query, count=self._max_count, cursor=cursor, now=self._clock()
+            )
+            page = uow.search(request)
+            out.extend(page.items)
+            if page.next is None:
+                return out
+            cursor = page.next
 
     def _authorize_write(
         self, ctx: RequestContext, interaction: Interaction, resource_type: str
@@ -219,6 +318,11 @@ class Exchange:
         uow: UnitOfWork | None = None,
         detail: str | None = None,
     ) -> None:
+        extra: dict[str, str] = {}
+        if self._consent is not None and self._consent.break_glass(ctx):
+            # Break-glass is flagged on every record it makes, with its stated reason.
+            flag = f"break-glass: {ctx.reason}"
+            detail, extra = (f"{flag}; {detail}" if detail else flag), {"break-glass": "true"}
         record = AuditRecord(
             recorded=self._clock(),
             actor=ctx.actor,
@@ -231,6 +335,7 @@ class Exchange:
             query=query,
             source=ctx.source,
             detail=detail,
+            extra=extra,
         )
         if uow is not None:
             self._audit.record_in(uow, [record])
@@ -316,7 +421,7 @@ class Exchange:
         def lookup(t: str, i: str, v: int | None) -> StoredResource | None:
             return uow.get(t, i) if v is None else uow.get_version(t, i, v)
 
-        stored = self._checked_read(ctx, resource_type, id_, version, lookup)
+        stored = self._checked_read(ctx, resource_type, id_, version, lookup, uow)
         if audit_uow is not None:
             action = "read" if version is None else "vread"
             self.record(ctx, action, resource_type=resource_type, resource_id=id_, uow=audit_uow)
@@ -329,10 +434,12 @@ class Exchange:
         id_: str,
         version: str | None,
         lookup: Callable[[str, str, int | None], StoredResource | None],
+        uow: UnitOfWork | None = None,
     ) -> StoredResource:
         self.check_type(resource_type)
         self.require(ctx, Interaction.READ, resource_type)
         _known_id(resource_type, id_)
+        hidden = False
         if version is None:
             stored = lookup(resource_type, id_, None)
             missing = f"{resource_type}/{id_} is not known"
@@ -341,8 +448,14 @@ class Exchange:
             missing = f"{resource_type}/{id_} has no version '{version}'"
         else:
             raise NotFound(f"{resource_type}/{id_} has no version '{version}'")
-        if stored is None or not self.permitted(ctx, Interaction.READ, stored):
+        if stored is None:
             raise NotFound(missing)
+        if self._consent is not None and version is not None:
+            # A version is decided as the resource is now: withdrawn access covers history.
+            current = lookup(resource_type, id_, None)
+            hidden = current is None or not self.permitted(ctx, Interaction.READ, current, uow)
+        if hidden or not self.permitted(ctx, Interaction.READ, stored, uow):
+            raise self._hidden(missing)
         if stored.deleted:
             raise Gone(
                 f"{resource_type}/{id_} was deleted"
@@ -450,6 +563,7 @@ class Exchange:
             match = self._writer.match_one(uow, resource_type, params)
             if match is None:
                 return None
+            self._guard_write(uow, ctx, match, True)
             written = self._writer.delete(uow, ctx, resource_type, match.id)
             self.record(
                 ctx,
@@ -504,14 +618,18 @@ class Exchange:
             self.read_in(uow, ctx, "Patient", owner, audit_uow=audit_uow)
             where = self._search.compartment(self.patient_ids(uow, ctx, owner))
             path = f"Patient/{owner}/{resource_type}"
-        request = self._search.request(prepared, self._visibility(ctx), where)
+        request = self._search.request(prepared, self.visibility(ctx, uow), where)
+        if request.visibility.restricted and request.estimate:
+            # A planner estimate counts from table statistics: give the exact visible count.
+            request = replace(request, estimate=False)
         try:
             page = uow.search(request)
         except ValueError as exc:  # a cursor from another query
             raise InvalidSearch(f"Invalid search parameter '_cursor': {exc}") from exc
-        items = [
-            self.reveal(ctx, s) for s in page.items if self.permitted(ctx, Interaction.SEARCH, s)
-        ]
+        items = page.items
+        if self._consent is None:  # with consent, the store's filter is the decision
+            items = [s for s in items if self.permitted(ctx, Interaction.SEARCH, s)]
+        items = [self.reveal(ctx, s) for s in items]
         included = [self.reveal(ctx, s) for s in page.included if self._readable(ctx, s)]
         if audit_uow is not None:
             query = _query_text(params)
@@ -529,9 +647,9 @@ class Exchange:
 
     def _readable(self, ctx: RequestContext, stored: StoredResource) -> bool:
         """Whether an included resource may be shown: the scopes allow reading its type."""
-        return ctx.scopes.allows(Interaction.READ, stored.type) and self.permitted(
-            ctx, Interaction.READ, stored
-        )
+        if not ctx.scopes.allows(Interaction.READ, stored.type):
+            return False
+        return self._consent is not None or self.permitted(ctx, Interaction.READ, stored)
 
     def patient_ids(self, uow: UnitOfWork, ctx: RequestContext, patient_id: str) -> set[str]:
         """The source patients whose records stand for ``patient_id`` in compartment
@@ -579,12 +697,13 @@ class Exchange:
             self.read_in(uow, ctx, "Patient", patient_id)
             compartment = self._search.compartment(self.patient_ids(uow, ctx, patient_id))
             request = self._search.everything_request(
-                query, cursor, compartment, self._visibility(ctx), readable
+                query, cursor, compartment, self.visibility(ctx, uow), readable
             )
             page = uow.everything(request)
-        items = [
-            self.reveal(ctx, s) for s in page.items if self.permitted(ctx, Interaction.READ, s)
-        ]
+        items = page.items
+        if self._consent is None:
+            items = [s for s in items if self.permitted(ctx, Interaction.READ, s)]
+        items = [self.reveal(ctx, s) for s in items]
         self.record(
             ctx,
             "everything",
@@ -692,20 +811,23 @@ class Exchange:
         query = HistoryQuery(
             type=resource_type, id=id_, since=since, count=count + 1, before_seq=before
         )
+        total: int | None
         with self._store.unit_of_work(write=False) as uow:
+            whole = id_ is not None
             if id_ is not None and resource_type is not None:
                 current = uow.get(resource_type, id_)
-                if current is None or not self.permitted(ctx, Interaction.READ, current):
-                    raise NotFound(f"{resource_type}/{id_} is not known")
-            rows = uow.history(query)
-            total = uow.count_history(query)
-        rows = [
-            (seq, self.reveal(ctx, s))
-            for seq, s in rows
-            if self.permitted(ctx, Interaction.READ, s)
-        ]
+                if current is None or not self.permitted(ctx, Interaction.READ, current, uow):
+                    raise self._hidden(f"{resource_type}/{id_} is not known")
+            everything = self._consent is None or self._consent.sees_everything(ctx)
+            if everything or whole:  # one resource's versions follow the current
+                rows = uow.history(query)
+                total = uow.count_history(query)
+                if self._consent is None:
+                    rows = [(q, s) for q, s in rows if self.permitted(ctx, Interaction.READ, s)]
+            else:
+                rows, total = self._visible_history(uow, ctx, query, count)
         more = len(rows) > count
-        rows = rows[:count]
+        rows = [(seq, self.reveal(ctx, s)) for seq, s in rows[:count]]
         self.record(
             ctx, "history", resource_type=resource_type, resource_id=id_, query=_query_text(params)
         )
@@ -715,6 +837,27 @@ class Exchange:
             next_cursor=str(rows[-1][0]) if more and rows else None,
             params=echo,
         )
+
+    def _visible_history(
+        self, uow: UnitOfWork, ctx: RequestContext, query: HistoryQuery, count: int
+    ) -> tuple[list[tuple[int, StoredResource]], int | None]:
+        """A page of the versions ``ctx`` may see: read on until it is full, so hidden
+        versions take no place. The total is left out unless nothing was hidden."""
+        rows: list[tuple[int, StoredResource]] = []
+        hidden = False
+        before = query.before_seq
+        while len(rows) <= count:
+            batch = uow.history(HistoryQuery(query.type, None, query.since, before, count + 1))
+            for seq, s in batch:
+                if self.permitted(ctx, Interaction.READ, s, uow):
+                    rows.append((seq, s))
+                else:
+                    hidden = True
+            if len(batch) <= count:
+                break
+            before = batch[-1][0]
+        complete = len(rows) <= count and query.before_seq is None
+        return rows, len(rows) if complete and not hidden else None
 
     def visible_study_uids(self, ctx: RequestContext, study_uids: Collection[str]) -> set[str]:
         """The DICOM studies the caller may see, decided on their ImagingStudy resources.
@@ -727,9 +870,55 @@ class Exchange:
             for uid in study_uids:
                 params = [("identifier", f"urn:dicom:uid|urn:oid:{uid}")]
                 matches = self._writer.match(uow, "ImagingStudy", params, limit=1)
-                if not matches or self.permitted(ctx, Interaction.SEARCH, matches[0]):
+                if not matches or self.permitted(ctx, Interaction.SEARCH, matches[0], uow):
                     visible.add(uid)
         return visible
+
+    # -- the decision API for other platforms ------------------------------------------
+
+    def evaluate_consent(
+        self,
+        ctx: RequestContext,
+        *,
+        organization: str,
+        purpose: str | None,
+        data_class: str,
+        patient: str | None = None,
+        identifier: tuple[str, str] | None = None,
+        labels: Collection[tuple[str, str]] = (),
+    ) -> Decision:
+        """``Consent/$evaluate``: would ``organization`` see ``data_class`` records of the
+        patient (by id, or by an identifier such as the card number) for ``purpose``?
+        The answer names the deciding rule and carries no clinical data."""
+        if not (
+            ctx.scopes.has("consent.evaluate") or ctx.scopes.allows(Interaction.READ, "Consent")
+        ):
+            raise Forbidden("Consent/$evaluate needs the scope consent.evaluate or Consent read")
+        self.check_type(data_class)
+        with self._store.unit_of_work(write=False) as uow:
+            if patient is None and identifier is not None:
+                found = self.all_matching(uow, "Patient", [("identifier", "|".join(identifier))])
+                patient = found[0].id if len(found) == 1 else None
+            if patient is None:
+                decision = Decision(False, "the patient is not known (or not uniquely)")
+            elif self._consent is None:
+                decision = Decision(True, "permit-all (consent enforcement is off)")
+            else:
+                facts = ResourceFacts(
+                    data_class, frozenset({patient}), frozenset(labels), frozenset()
+                )
+                caller = self._consent.caller(organization, purpose)
+                decision = self._consent.evaluate(caller, facts, ConsentFacts(uow), self._clock())
+        query = f"organization={organization}&purpose={purpose}&class={data_class}"
+        self.record(
+            ctx,
+            "consent-decision",
+            resource_type="Patient" if patient else None,
+            resource_id=patient,
+            query=query,
+            outcome="permit" if decision.permit else "deny",
+        )
+        return decision
 
     # -- access grants (hie.consent.grants) ----------------------------------------
 

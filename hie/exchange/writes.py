@@ -47,6 +47,15 @@ def _as_stored(content: bytes) -> dict[str, Any]:
     return body
 
 
+# Consent on writes: raises when ``ctx`` may not see the existing resource it would
+# change (or, with ``conditional``, that a condition matched).
+Guard = Callable[[UnitOfWork, RequestContext, StoredResource, bool], None]
+
+
+def _no_guard(uow: UnitOfWork, ctx: RequestContext, current: StoredResource, cond: bool) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     stored: StoredResource
@@ -68,10 +77,12 @@ class Writer:
         new_id: IdFactory,
         seal: Callable[[dict[str, Any]], dict[str, Any]] = _unchanged,
         plain: Callable[[bytes], dict[str, Any]] = _as_stored,
+        guard: Guard = _no_guard,
     ) -> None:
         """``conditions`` parses the criteria of conditional operations (any search);
         ``seal`` protects numbers before storing and ``plain`` opens them again
-        (``hie.exchange.protection``)."""
+        (``hie.exchange.protection``); ``guard`` is consent on writes."""
+        self._guard = guard
         self._indexer = indexer
         self._conditions = conditions
         self._clock = clock
@@ -119,8 +130,11 @@ class Writer:
         version: int,
         method: str,
         expected: int | None,
+        custodian: str | None = None,
     ) -> StoredResource:
         now = self.now()
+        # The custodian is the organisation that wrote it; administration keeps the old one.
+        custodian = ctx.organization or custodian
         body = with_meta(self._seal(dict(resource)), id_=id_, version=version, last_updated=now)
         content = dumps(body)
         new = NewVersion(
@@ -131,7 +145,7 @@ class Writer:
             deleted=False,
             content=content,
             method=method,
-            custodian=ctx.organization,
+            custodian=custodian,
             rows=self._indexer.extract(body),
             expected_version=expected,
         )
@@ -148,7 +162,7 @@ class Writer:
             last_updated=now,
             deleted=False,
             content=content,
-            custodian=ctx.organization,
+            custodian=custodian,
         )
 
     def create(
@@ -178,6 +192,7 @@ class Writer:
         uow.lock(lock_key(resource_type, params))
         existing = self.match_one(uow, resource_type, params)
         if existing is not None:
+            self._guard(uow, ctx, existing, True)
             return Written(existing, 200)
         return self.create(uow, ctx, resource, id_=id_)
 
@@ -194,6 +209,8 @@ class Writer:
         resource_type = resource["resourceType"]
         uow.lock(f"{resource_type}/{id_}")
         current = uow.get(resource_type, id_)
+        if current is not None and not current.deleted:
+            self._guard(uow, ctx, current, False)
         if if_match is not None:
             if current is None or current.deleted:
                 raise PreconditionFailed(
@@ -220,6 +237,7 @@ class Writer:
             version=current.version + 1,
             method=method,
             expected=current.version,
+            custodian=current.custodian,
         )
         return Written(stored, 201 if current.deleted else 200)
 
@@ -235,6 +253,8 @@ class Writer:
         resource_type = resource["resourceType"]
         uow.lock(lock_key(resource_type, params))
         existing = self.match_one(uow, resource_type, params)
+        if existing is not None:
+            self._guard(uow, ctx, existing, True)
         body_id = resource.get("id")
         if existing is None:
             return self.update(uow, ctx, resource, body_id or self._new_id(), if_match=if_match)
@@ -291,6 +311,7 @@ class Writer:
             raise NotFound(f"{resource_type}/{id_} is not known")
         if current.deleted:
             return Written(current, 204)
+        self._guard(uow, ctx, current, False)
         now = self.now()
         new = NewVersion(
             type=resource_type,

@@ -75,9 +75,16 @@ def searchset(
 
 
 def history(
-    *, base: str, entries: Sequence[StoredLike], total: int, self_url: str, next_url: str | None
+    *,
+    base: str,
+    entries: Sequence[StoredLike],
+    total: int | None,
+    self_url: str,
+    next_url: str | None,
 ) -> bytes:
-    parts = [b'{"resourceType":"Bundle","type":"history","total":%d' % total]
+    parts = [b'{"resourceType":"Bundle","type":"history"']
+    if total is not None:  # left out when it would count what the caller may not see
+        parts.append(b',"total":%d' % total)
     parts.append(b',"link":' + _links(self_url, next_url))
     items: list[bytes] = []
     for stored in entries:

@@ -20,6 +20,7 @@ from hie.errors import (
 from hie.exchange import Exchange
 from hie.rest import http
 from hie.rest.capability import capability_statement
+from hie.rest.consent import register_evaluate
 from hie.rest.identity import add_identity_routes
 
 Authenticate = Callable[[], RequestContext]
@@ -61,6 +62,7 @@ def create_fhir_blueprint(
     def metadata() -> Response:
         return capability
 
+    register_evaluate(bp, exchange, authenticate, max_body)
     add_identity_routes(bp, exchange, authenticate, max_body=max_body)
 
     # -- whole system --------------------------------------------------------------

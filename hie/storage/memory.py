@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from hie.search.rows import IndexRow
+from hie.search.rows import IndexRow, ReferenceRow, TokenRow
 from hie.storage.ports import (
     AuditRecord,
     EverythingRequest,
@@ -172,6 +172,44 @@ class MemoryUnitOfWork:
 
     def everything(self, request: EverythingRequest) -> SearchPage:
         raise NotImplementedError("the memory twin does not evaluate searches (docs/search.md)")
+
+    def referring(
+        self,
+        type_: str,
+        param: str,
+        target_type: str,
+        target_ids: Sequence[str],
+        marker: str | None = None,
+    ) -> list[StoredResource]:
+        wanted = set(target_ids)
+        out = []
+        for (rtype, _), (pk, stored) in sorted(self.state.resources.items()):
+            rows = self.state.rows.get(pk, ())
+            if rtype != type_ or stored.deleted:
+                continue
+            points = any(
+                isinstance(r, ReferenceRow)
+                and r.param == param
+                and r.target_type == target_type
+                and r.target_id in wanted
+                for r in rows
+            )
+            marked = marker is None or any(
+                isinstance(r, TokenRow) and r.param == marker for r in rows
+            )
+            if points and marked:
+                out.append(stored)
+        return out
+
+    def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
+        found: dict[str, StoredResource] = {}
+        for (rtype, _), (pk, stored) in sorted(self.state.resources.items()):
+            if rtype != type_ or stored.deleted:
+                continue
+            for row in self.state.rows.get(pk, ()):
+                if isinstance(row, TokenRow) and row.param == param:
+                    found.setdefault(row.code, stored)
+        return sorted(found.items())
 
     def _current(self, type_: str | None) -> list[tuple[int, StoredResource]]:
         return sorted(

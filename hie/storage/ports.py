@@ -56,6 +56,43 @@ class NewVersion:
 SortValue = int | str | Decimal | None
 
 
+Code = tuple[str, str]  # (system, code) of a Coding
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """Which resources a consent provision speaks of; None places no condition.
+
+    ``labels``: the resource carries one of these ``meta.security`` codings;
+    ``codes``: its ``code`` search parameter holds one of these codings.
+    """
+
+    types: frozenset[str] | None = None
+    labels: frozenset[Code] | None = None
+    codes: frozenset[Code] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """What a provision covers: every one of its ``criteria`` (its own and its parents')
+    and none of its nested ``exceptions``. A permit region covers a sensitive resource
+    only when it ``names`` every sensitive coding the resource has."""
+
+    criteria: tuple[Criteria, ...] = ()
+    exceptions: tuple[Criteria, ...] = ()
+    names: frozenset[Code] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRegion:
+    """A region over the records (patient compartments) of ``patients``, and of the
+    patients of every current Consent whose ``shape_param`` token is one of ``shapes``."""
+
+    patients: frozenset[str]
+    region: Region
+    shapes: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class Visibility:
     """What the caller may see, applied by the store inside the query, before paging,
@@ -64,15 +101,29 @@ class Visibility:
     This is the seam for the consent decision point. Everything the decision can say
     as a filter goes here: resources held by ``hidden_custodians`` (``Organization/x``)
     or carrying a security label in ``hidden_labels`` (``(system, code)``) are removed.
-    The empty default hides nothing.
+
+    When ``restricted``, resources of the ``patient_data`` types (the Patient
+    compartment: ``compartment`` maps each type to its patient reference parameters) are
+    visible only if held by one of ``own`` custodians, or covered by a ``permits``
+    region and by no ``denies`` region. A resource is sensitive when it carries one
+    of ``sensitive_labels`` or one of ``sensitive_codes``. The empty default hides nothing.
     """
 
     hidden_custodians: frozenset[str] = frozenset()
     hidden_labels: frozenset[tuple[str, str]] = frozenset()
+    restricted: bool = False
+    own: frozenset[str] = frozenset()
+    patient_data: frozenset[str] = frozenset()
+    compartment: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    permits: tuple[PatientRegion, ...] = ()
+    denies: tuple[PatientRegion, ...] = ()
+    sensitive_labels: frozenset[Code] = frozenset()
+    sensitive_codes: frozenset[Code] = frozenset()
+    shape_param: str = ""
 
     @property
     def everything(self) -> bool:
-        return not self.hidden_custodians and not self.hidden_labels
+        return not self.hidden_custodians and not self.hidden_labels and not self.restricted
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +335,22 @@ class UnitOfWork(Protocol):
         """Versions newest first, each with its global sequence number."""
 
     def count_history(self, query: HistoryQuery) -> int: ...
+
+    def referring(
+        self,
+        type_: str,
+        param: str,
+        target_type: str,
+        target_ids: Sequence[str],
+        marker: str | None = None,
+    ) -> list[StoredResource]:
+        """Current ``type_`` resources whose reference ``param`` points to one of
+        ``target_ids`` (and, given a ``marker``, that have a token row of that
+        parameter: a Consent's shape)."""
+
+    def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
+        """Each distinct code of a token index row (``param`` of ``type_``), with one
+        current resource holding it (for consent shapes)."""
 
     def append_audit(self, records: Sequence[AuditRecord]) -> None: ...
 

@@ -35,7 +35,13 @@ from hie.storage.ports import (
 )
 from hie.storage.sql.engine import WRITE_OPTION, is_sqlite, writer_gate
 from hie.storage.sql.identity import SqlIdentityTables
-from hie.storage.sql.index_tables import ALL_TABLES, group
+from hie.storage.sql.index_tables import (
+    ALL_TABLES,
+    group,
+    param_key,
+    reference_table,
+    token_table,
+)
 from hie.storage.sql.index_tables import columns as table_columns
 from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow
 from hie.storage.sql.search_plan import Planner
@@ -162,6 +168,48 @@ class SqlUnitOfWork:
         if type_ is not None:
             query = query.where(R.c.type == type_)
         return int(self._conn.execute(query).scalar_one())
+
+    def referring(
+        self,
+        type_: str,
+        param: str,
+        target_type: str,
+        target_ids: Sequence[str],
+        marker: str | None = None,
+    ) -> list[StoredResource]:
+        self.flush()
+        params: dict[str, Any] = {
+            "f_param": param_key(type_, param),
+            "f_ttype": target_type,
+            "f_ids": list(target_ids),
+        }
+        statement = _REFERRING_ALL
+        if marker is not None:
+            params["f_marker"] = param_key(type_, marker)
+            statement = _REFERRING
+        return [self._stored(row) for row in self._conn.execute(statement, params)]
+
+    def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
+        self.flush()
+        t = token_table
+        first = (
+            select(t.c.code, func.min(t.c.res_pk).label("pk"))
+            .where(t.c.param == param_key(type_, param))
+            .group_by(t.c.code)
+            .subquery()
+        )
+        query = select(
+            first.c.code,
+            R.c.type,
+            R.c.id,
+            R.c.version,
+            R.c.last_updated_us,
+            R.c.deleted,
+            R.c.content,
+            R.c.custodian,
+        ).join(R, R.c.pk == first.c.pk)
+        rows = self._conn.execute(query.order_by(first.c.code)).all()
+        return [(str(row[0]), self._stored(row[1:])) for row in rows]
 
     def reindex(self, key: int, rows: Sequence[IndexRow]) -> None:
         self.flush()
@@ -327,6 +375,24 @@ _GET_COLUMNS = "type, id, version, last_updated_us, deleted, content, custodian"
 _GET_CURRENT_SQLITE = f"SELECT {_GET_COLUMNS} FROM resource WHERE type = ? AND id = ?"
 _GET_CURRENT_PG = f"SELECT {_GET_COLUMNS} FROM resource WHERE type = %s AND id = %s"
 # Built once: constructing statements per call costs more than executing them.
+_REFERRING_ALL = (
+    select(
+        R.c.type, R.c.id, R.c.version, R.c.last_updated_us, R.c.deleted, R.c.content, R.c.custodian
+    )
+    .join(reference_table, reference_table.c.res_pk == R.c.pk)
+    .where(
+        reference_table.c.param == bindparam("f_param"),
+        reference_table.c.target_type == bindparam("f_ttype"),
+        reference_table.c.target_id.in_(bindparam("f_ids", expanding=True)),
+        R.c.deleted.is_(False),
+    )
+    .distinct()
+)
+_REFERRING = _REFERRING_ALL.where(
+    select(token_table.c.res_pk)
+    .where(token_table.c.res_pk == R.c.pk, token_table.c.param == bindparam("f_marker"))
+    .exists()
+)
 _INSERT_CURRENT = insert(R).returning(R.c.pk, sort_by_parameter_order=True)
 _UPDATE_CURRENT = (
     update(R)

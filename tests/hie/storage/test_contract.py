@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hie.search import QueryParser, default_registry
-from hie.search.rows import IndexRow, StringRow, TokenRow
+from hie.search.rows import IndexRow, ReferenceRow, StringRow, TokenRow
 from hie.storage.memory import MemoryStore
 from hie.storage.ports import (
     AuditRecord,
@@ -264,3 +264,29 @@ def test_lookup_outside_a_unit_of_work(store: Store) -> None:
     assert first.last_updated == T0
     assert store.lookup("Patient", "p1", 9) is None
     assert store.lookup("Patient", "nobody") is None
+
+
+def test_consent_lookups_referring_and_token_values(store: Store) -> None:
+    """The consent point's two reads: Consents of some patients that carry a marker
+    row, and one holder of each distinct marker value."""
+
+    def consent(id_: str, patient: str, shape: str | None) -> NewVersion:
+        rows: list[IndexRow] = [ReferenceRow("patient", "Patient", patient, None, None)]
+        if shape is not None:
+            rows.append(TokenRow("_consent-shape", None, shape))
+        return version("Consent", id_, 1, rows=tuple(rows))
+
+    with store.unit_of_work(write=True) as uow:
+        uow.write(consent("c1", "p1", "s1"))
+        uow.write(consent("c2", "p2", "s1"))
+        uow.write(consent("c3", "p2", "s2"))
+        uow.write(consent("c4", "p3", None))  # withdrawn: no shape row
+        uow.write(version("Consent", "c5", 1, rows=()))
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Consent", "c2", 2, deleted=True, expected=1))
+    with store.unit_of_work(write=False) as uow:
+        found = uow.referring("Consent", "patient", "Patient", ["p2", "p3"], "_consent-shape")
+        assert [s.id for s in found] == ["c3"]
+        assert uow.referring("Consent", "patient", "Patient", ["p9"], "_consent-shape") == []
+        values = uow.token_values("Consent", "_consent-shape")
+        assert [(code, s.id) for code, s in values] == [("s1", "c1"), ("s2", "c3")]

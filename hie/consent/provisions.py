@@ -1,0 +1,138 @@
+"""FHIR R4 Consent resources (scope ``patient-privacy``) read into provision trees.
+
+A provision applies to an access when everything it states holds: the actor, the
+purpose and the period (known from the caller and the clock), and the class, code and
+security label (known from the resource). Nested provisions are exceptions to their
+parent: they apply within the parent's conditions, and a nested provision without a
+type takes the opposite of its parent's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from hie.storage.ports import Code, Criteria
+
+CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+RESOURCE_TYPES = "http://hl7.org/fhir/resource-types"
+
+
+@dataclass(frozen=True, slots=True)
+class Provision:
+    type: str  # "permit" | "deny"
+    path: str  # where it sits in the Consent, for the deciding rule
+    actors: frozenset[str] | None  # references; None: any actor
+    purposes: frozenset[str] | None  # purpose-of-use codes; None: any purpose
+    start: datetime | None
+    end: datetime | None
+    criteria: Criteria
+    children: tuple[Provision, ...] = ()
+
+    def applies_to(self, refs: frozenset[str], purpose: str, now: datetime) -> bool:
+        if self.actors is not None and not (self.actors & refs):
+            return False
+        if self.purposes is not None and purpose not in self.purposes:
+            return False
+        if self.start is not None and now < self.start:
+            return False
+        return self.end is None or now <= self.end
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    id: str
+    patient: str  # Patient id
+    root: Provision
+
+
+def _when(value: Any, *, end: bool) -> datetime | None:
+    """A FHIR date or dateTime as a UTC instant (a date covers its whole day)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        if len(value) <= 10:
+            parts = [int(p) for p in value.split("-")]
+            day = date(parts[0], parts[1] if len(parts) > 1 else (12 if end else 1), 1)
+            if len(parts) > 2:
+                day = day.replace(day=parts[2])
+            elif end:  # the last day of a year or month
+                nxt = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+                day = date.fromordinal(nxt.toordinal() - 1)
+            return datetime.combine(day, time.max if end else time.min, UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _codings(items: Any) -> list[Mapping[str, Any]]:
+    return [c for c in items or () if isinstance(c, Mapping)]
+
+
+def _concept_codings(items: Any) -> list[Mapping[str, Any]]:
+    return [c for cc in _codings(items) for c in _codings(cc.get("coding"))]
+
+
+def _code_set(codings: list[Mapping[str, Any]]) -> frozenset[Code] | None:
+    out = {(c["system"], c["code"]) for c in codings if "system" in c and "code" in c}
+    return frozenset(out) if codings else None
+
+
+def _provision(raw: Mapping[str, Any], parent: str | None, path: str) -> Provision:
+    kind = raw.get("type")
+    if kind not in ("permit", "deny"):
+        kind = "deny" if parent in (None, "permit") else "permit"
+    actors = {
+        a["reference"]["reference"]
+        for a in _codings(raw.get("actor"))
+        if isinstance(a.get("reference"), Mapping)
+        and isinstance(a["reference"].get("reference"), str)
+    }
+    purposes = {c["code"] for c in _codings(raw.get("purpose")) if isinstance(c.get("code"), str)}
+    classes = _codings(raw.get("class"))
+    types = frozenset(
+        c["code"]
+        for c in classes
+        if isinstance(c.get("code"), str) and c.get("system", RESOURCE_TYPES) == RESOURCE_TYPES
+    )
+    period_raw = raw.get("period")
+    period: Mapping[str, Any] = period_raw if isinstance(period_raw, Mapping) else {}
+    children = tuple(
+        _provision(child, kind, f"{path}.provision[{i}]")
+        for i, child in enumerate(_codings(raw.get("provision")))
+    )
+    return Provision(
+        type=kind,
+        path=path,
+        actors=frozenset(actors) if raw.get("actor") else None,
+        purposes=frozenset(purposes) if raw.get("purpose") else None,
+        start=_when(period.get("start"), end=False),
+        end=_when(period.get("end"), end=True),
+        criteria=Criteria(
+            types=types if classes else None,
+            labels=_code_set(_codings(raw.get("securityLabel"))),
+            codes=_code_set(_concept_codings(raw.get("code"))),
+        ),
+        children=children,
+    )
+
+
+def parse_consent(resource: Mapping[str, Any]) -> ConsentRecord | None:
+    """An active patient-privacy Consent as a provision tree; None for any other."""
+    if resource.get("resourceType") != "Consent" or resource.get("status") != "active":
+        return None
+    scope = _concept_codings([resource.get("scope")] if resource.get("scope") else [])
+    if not any(c.get("code") == "patient-privacy" for c in scope):
+        return None
+    patient = resource.get("patient")
+    ref = patient.get("reference") if isinstance(patient, Mapping) else None
+    if not isinstance(ref, str) or not ref.startswith("Patient/"):
+        return None
+    raw = resource.get("provision")
+    if not isinstance(raw, Mapping):
+        return None
+    root = _provision(raw, None, f"Consent/{resource.get('id')}.provision")
+    return ConsentRecord(str(resource.get("id")), ref.removeprefix("Patient/"), root)
