@@ -148,7 +148,14 @@ def test_a_clinician_signs_in_with_a_browser(server: RunningServer) -> None:
             "organization": {"reference": "Organization/hosp-a"},
         }
     )
-    put({"resourceType": "Patient", "id": "p1", "name": [{"family": "张", "given": ["伟"]}]})
+    # The hospital's own patient: its clinicians see it without a consent (custodian rule).
+    hosp_a = server.hie("token", "--scope", "system/*.cruds", "--org", "Organization/hosp-a")
+    patient = {"resourceType": "Patient", "id": "p1", "name": [{"family": "张", "given": ["伟"]}]}
+    as_hosp_a = {**admin, "Authorization": f"Bearer {hosp_a}"}
+    response = requests.put(
+        f"{server.fhir}/Patient/p1", json=patient, headers=as_hosp_a, timeout=10
+    )
+    assert response.status_code in (200, 201)
     links = ["--practitioner", "Practitioner/li", "--role", "PractitionerRole/li-cardio"]
     wrong = hie(server, "user", "add", "dr.li", *links, "--org", "Organization/other",
                 "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
