@@ -70,8 +70,17 @@ def test_pages_need_a_session(browser: FlaskClient) -> None:
     assert page.headers["Cache-Control"] == "no-store"
 
 
-def test_sign_in_search_and_sign_out(browser: FlaskClient, services: Services, api: Api) -> None:
+def hospital_api(app: Flask, services: Services) -> Api:
+    """Writes as hosp-a: its clinicians see its own records without a consent."""
+    token = services.issuer.issue(
+        subject="his-a", scope="system/*.cruds", ttl=600, organization="Organization/hosp-a"
+    )
+    return Api(app.test_client(), token)
+
+
+def test_sign_in_search_and_sign_out(browser: FlaskClient, services: Services, app: Flask) -> None:
     add_clinician(services)
+    api = hospital_api(app, services)
     for family, given in (("王", "小东"), ("Wang", "Xiaodong"), ("Li", "Na")):
         created = api.post(
             "Patient",
@@ -116,13 +125,15 @@ def test_sign_in_search_and_sign_out(browser: FlaskClient, services: Services, a
     assert audit(services, "logout") == [("user:dr.li", "success")]
 
 
-def test_search_results_are_escaped(browser: FlaskClient, services: Services, api: Api) -> None:
+def test_search_results_are_escaped(browser: FlaskClient, services: Services, app: Flask) -> None:
     add_clinician(services)
     hostile = "<script>alert(1)</script>"
+    api = hospital_api(app, services)
     api.post("Patient", {"resourceType": "Patient", "name": [{"family": hostile}]})
     sign_in(browser)
-    page = browser.get("/ui/patients?q=" + hostile).get_data(as_text=True)
+    page = browser.get("/ui/patients?by=name&q=" + hostile).get_data(as_text=True)
     assert hostile not in page
+    assert '<tr class="hospital">' in page  # the patient is listed, escaped
     assert "&lt;script&gt;" in page
 
 
