@@ -15,7 +15,8 @@ from adapters.dicom.dicomweb import create_blueprint as create_dicomweb_blueprin
 from adapters.dicom.index import DuplicatePolicy, session_factory
 from adapters.dicom.service import DicomConfig, DicomService
 from hie import __version__
-from hie.audit.sink import AuditSink, GroupCommitAuditSink
+from hie.audit.chain import CheckpointSigner
+from hie.audit.sink import AuditSink, GroupCommitAuditSink, NoAudit
 from hie.auth.keys import load_or_create_signing_key
 from hie.auth.tokens import TokenIssuer, TokenVerifier
 from hie.consent.decision import permit_all
@@ -29,6 +30,7 @@ from hie.rest.fhir import create_fhir_blueprint
 from hie.rest.reads import ReadPath
 from hie.search import Extractor, default_registry
 from hie.settings import Settings, load_settings
+from hie.storage.sql.audit import SqlAuditLog
 from hie.storage.sql.engine import build_engine
 from hie.storage.sql.store import SqlStore
 
@@ -47,6 +49,7 @@ class Services:
     engine: Engine
     store: SqlStore
     audit: AuditSink
+    audit_log: SqlAuditLog
     exchange: Exchange
     issuer: TokenIssuer
     verifier: TokenVerifier
@@ -55,6 +58,7 @@ class Services:
     def close(self) -> None:
         self.dicom.stop()
         self.audit.close()
+        self.audit_log.close()
         self.store.close()
 
 
@@ -65,9 +69,14 @@ def build_services(
     engine = build_engine(
         db.url, synchronous=db.sqlite_synchronous, pool_size=db.pool_size, echo=db.echo
     )
-    store = SqlStore(engine)
-    audit_sink = audit or GroupCommitAuditSink(store, max_batch=settings.audit.max_batch)
     key = load_or_create_signing_key(settings.data_dir)
+    audit_log, shared = build_audit_log(settings, CheckpointSigner(key))
+    store = SqlStore(engine, audit=audit_log if shared else None)
+    if audit is None and not settings.audit.enabled:
+        audit = NoAudit()
+    audit_sink = audit or GroupCommitAuditSink(
+        audit_log, in_transaction=shared, max_batch=settings.audit.max_batch
+    )
     auth = settings.auth
     issuer = TokenIssuer(key, issuer=auth.issuer, audience=auth.audience, clock=clock)
     verifier = TokenVerifier(
@@ -91,9 +100,24 @@ def build_services(
         base_url=settings.fhir_base_url,
         default_count=settings.fhir.default_count,
         max_count=settings.fhir.max_count,
+        audit_log=audit_log,
     )
     dicom = DicomService(dicom_config(settings), exchange, session_factory(engine))
-    return Services(settings, engine, store, audit_sink, exchange, issuer, verifier, dicom)
+    return Services(
+        settings, engine, store, audit_sink, audit_log, exchange, issuer, verifier, dicom
+    )
+
+
+def build_audit_log(
+    settings: Settings, signer: CheckpointSigner | None = None
+) -> tuple[SqlAuditLog, bool]:
+    """The audit trail on its own engine (a pool apart from the requests'), and whether it
+    shares the clinical database (then writes chain their records in their own transaction)."""
+    db, audit = settings.database, settings.audit
+    url = audit.database_url or db.url
+    engine = build_engine(url, synchronous=db.sqlite_synchronous, pool_size=audit.pool_size)
+    log = SqlAuditLog(engine, sign=signer, checkpoint_every=audit.checkpoint_every)
+    return log, url == db.url
 
 
 def dicom_config(settings: Settings) -> DicomConfig:

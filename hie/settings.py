@@ -52,6 +52,10 @@ class FhirSettings(_Section):
 
 class AuditSettings(_Section):
     max_batch: int = 512
+    database_url: str = ""  # empty: the audit tables live in the main database
+    pool_size: int = 4
+    checkpoint_every: int = 10_000
+    enabled: bool = True  # false only to measure what audit costs (bench/audit_overhead.py)
 
 
 class MllpSettings(_Section):

@@ -1,8 +1,11 @@
 """Audit sinks: every access the exchange performs is handed to one.
 
-Writes record their audit in the same unit of work as the data, so both commit or
-neither does. Reads are recorded by a group-commit writer: each request waits until
-its record is durable, and if it cannot be written the access fails (fail-closed).
+When the audit trail lives in the clinical database, a write chains its records in its
+own unit of work, so data and record commit together or not at all. Reads (and writes
+when the trail lives in another database) go through a group-commit writer: each
+request waits until its record is durable, and if it cannot be written the access
+fails (fail-closed). One writer thread per process batches whatever arrived during the
+previous commit, so the chain's lock is taken once per batch, not once per request.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from hie.errors import Unavailable
-from hie.storage.ports import AuditRecord, Store, UnitOfWork
+from hie.storage.ports import AuditLog, AuditRecord, UnitOfWork
+
+_REFUSED = "the access could not be audited, so it was refused"
 
 
 class AuditSink(Protocol):
     def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
-        """Record as part of a write's unit of work."""
+        """Record as part of a write's unit of work (durable before that work commits)."""
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         """Record durably before returning; raise ``hie.errors.Unavailable`` if that fails."""
@@ -35,17 +40,26 @@ class _Pending:
 
 
 class GroupCommitAuditSink:
-    """Batches concurrent readers' records into one transaction per flush."""
+    """Batches concurrent requests' records into one chained append per flush.
 
-    def __init__(self, store: Store, *, max_batch: int = 512) -> None:
-        self._store = store
+    ``in_transaction``: the trail shares the clinical database, so ``record_in`` adds to
+    the write's own transaction; otherwise it waits for the writer before the write
+    commits (a record may then outlive a write that fails to commit, never the reverse).
+    """
+
+    def __init__(self, log: AuditLog, *, in_transaction: bool, max_batch: int = 512) -> None:
+        self._log = log
+        self._in_transaction = in_transaction
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._max_batch = max_batch
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
     def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
-        uow.append_audit(records)
+        if self._in_transaction:
+            uow.append_audit(records)
+        else:
+            self.record(records)
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         self._ensure_started()
@@ -53,9 +67,7 @@ class GroupCommitAuditSink:
         self._queue.put(pending)
         pending.done.wait()
         if pending.error is not None:
-            raise Unavailable(
-                "the access could not be audited, so it was refused"
-            ) from pending.error
+            raise Unavailable(_REFUSED) from pending.error
 
     def _ensure_started(self) -> None:
         # Started lazily so that the thread lives in the worker process, not its parent.
@@ -92,8 +104,7 @@ class GroupCommitAuditSink:
     def _flush(self, batch: list[_Pending]) -> None:
         error: BaseException | None = None
         try:
-            with self._store.unit_of_work(write=True) as uow:
-                uow.append_audit([r for p in batch for r in p.records])
+            self._log.append([r for p in batch for r in p.records])
         except Exception as exc:
             error = exc
         for pending in batch:
@@ -108,20 +119,36 @@ class GroupCommitAuditSink:
 
 
 class SynchronousAuditSink:
-    """Writes each read's record in its own transaction (tests, tools)."""
+    """Appends each request's records in a transaction of their own (tools, tests)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, log: AuditLog, *, in_transaction: bool) -> None:
+        self._log = log
+        self._in_transaction = in_transaction
 
     def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
-        uow.append_audit(records)
+        if self._in_transaction:
+            uow.append_audit(records)
+        else:
+            self.record(records)
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         try:
-            with self._store.unit_of_work(write=True) as uow:
-                uow.append_audit(records)
+            self._log.append(records)
         except Exception as exc:
-            raise Unavailable("the access could not be audited, so it was refused") from exc
+            raise Unavailable(_REFUSED) from exc
+
+    def close(self) -> None:
+        return None
+
+
+class NoAudit:
+    """Records nothing: only for measuring what audit costs (``audit.enabled = false``)."""
+
+    def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
+        return None
+
+    def record(self, records: Sequence[AuditRecord]) -> None:
+        return None
 
     def close(self) -> None:
         return None

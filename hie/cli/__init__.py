@@ -6,6 +6,7 @@ import click
 
 from adapters.hl7v2.cli import hl7, mllp
 from hie import __version__
+from hie.cli.audit import audit
 from hie.cli.db import db
 from hie.cli.environment import CliEnvironment
 from hie.cli.importing import import_command
@@ -31,3 +32,4 @@ main.add_command(dicom)
 main.add_command(hl7)
 main.add_command(mllp)
 main.add_command(search)
+main.add_command(audit)
