@@ -7,7 +7,8 @@ point, runs one unit of work, and hands a record of the access to the audit sink
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
@@ -38,11 +39,35 @@ from hie.fhir.bundles import page_url
 from hie.fhir.canonical import ID_PATTERN, parse_instant
 from hie.search.extract import Extractor
 from hie.search.params import QueryParser
-from hie.storage.ports import AuditLog, HistoryQuery, Store, StoredResource, UnitOfWork
+from hie.storage.ports import (
+    AuditFailure,
+    AuditLog,
+    HistoryQuery,
+    Store,
+    StoredResource,
+    UnitOfWork,
+)
 
 
 def _query_text(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{n}={v}" for n, v in params)
+
+
+class _FailClosed:
+    """The store, with a unit of work whose audit records fail to commit refused (503)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.lookup = store.lookup
+        self.close = store.close
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool) -> Iterator[UnitOfWork]:
+        try:
+            with self._store.unit_of_work(write=write) as uow:
+                yield uow
+        except AuditFailure as exc:
+            raise Unavailable("the access could not be audited, so it was refused") from exc
 
 
 P = ParamSpec("P")
@@ -100,7 +125,7 @@ class Exchange:
         ``visibility`` is the consent seam for searches (see ``hie.exchange.ports``)."""
         self.base_url = base_url.rstrip("/")
         self.new_id = new_id
-        self._store = store
+        self._store: Store = _FailClosed(store)
         self._validator = validator
         self._decide = decide
         self._audit = audit

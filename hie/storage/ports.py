@@ -242,6 +242,10 @@ class AuditLog(Protocol):
     def close(self) -> None: ...
 
 
+class AuditFailure(Exception):
+    """A unit of work's audit records could not be written: the access must be refused."""
+
+
 class VersionConflict(Exception):
     """The current version is not the one the write expected (a concurrent writer won)."""
 

@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hie.search.rows import IndexRow
 from hie.storage.ports import (
+    AuditFailure,
     AuditRecord,
     EverythingRequest,
     HistoryQuery,
@@ -280,7 +281,10 @@ class SqlUnitOfWork:
         self.flush()
         if self._audit and self._audit_log is not None:
             records, self._audit = self._audit, []
-            self._audit_log.append_in(self._conn, records)
+            try:
+                self._audit_log.append_in(self._conn, records)
+            except Exception as exc:
+                raise AuditFailure(str(exc)) from exc
 
 
 def _values(new: NewVersion) -> dict[str, Any]:
