@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -67,6 +67,7 @@ _TYPES: dict[str, tuple[str, str, str]] = {
     "dicom": (_DCM, "110107", "Import"),
     "hl7v2": (_DCM, "110107", "Import"),
 }
+_CHANNELS = frozenset({"hl7v2", "dicom"})
 _RESTFUL_CODES = frozenset(
     {"read", "vread", "update", "patch", "delete", "history", "create", "search", "batch"}
     | {"transaction", "operation", "capabilities", "search-type", "history-instance"}
@@ -149,6 +150,9 @@ class AuditBuilder:
 
     def build(self, ctx: RequestContext, access: Access) -> AuditRecord:
         recorded = self._clock()
+        if access.type == "rest" and ctx.source in _CHANNELS:
+            # The adapters write through the exchange with their channel as the source.
+            access = replace(access, type=ctx.source or access.type)
         action = access.action or _ACTIONS.get(access.subtype, Action.EXECUTE)
         if access.type == "rest" and access.action is None and access.subtype in ("search",):
             action = Action.EXECUTE  # BALP: a query is an execute
@@ -247,7 +251,7 @@ class AuditBuilder:
             "who": {"identifier": {"system": _CLIENT_ID, "value": ctx.actor}},
             "requestor": ctx.practitioner is None,
         }
-        if ctx.source:
+        if ctx.source and ctx.source not in _CHANNELS:
             client["network"] = {"address": ctx.source, "type": "2"}
         if ctx.token_id:
             client["altId"] = ctx.token_id

@@ -867,12 +867,22 @@ class Exchange:
         seconds) has nothing to decide on and is visible.
         """
         visible = set()
+        patients: set[str] = set()
         with self._store.unit_of_work(write=False) as uow:
             for uid in study_uids:
                 params = [("identifier", f"urn:dicom:uid|urn:oid:{uid}")]
                 matches = self._writer.match(uow, "ImagingStudy", params, limit=1)
                 if not matches or self.permitted(ctx, Interaction.SEARCH, matches[0]):
                     visible.add(uid)
+                    if matches:
+                        patients |= patients_in("ImagingStudy", matches[0].id, matches[0].content)
+        self.record(
+            ctx,
+            "search",
+            resource_type="ImagingStudy",
+            query=f"studies={len(study_uids)}&visible={len(visible)}",
+            patients=patients,
+        )
         return visible
 
     # -- bundles and validation --------------------------------------------------

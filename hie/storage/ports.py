@@ -8,6 +8,7 @@ A unit of work is one database transaction; store functions never commit on thei
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -171,13 +172,15 @@ class AuditRecord:
 GENESIS = bytes(32)
 
 
+_LINK_HEAD = struct.Struct(">Qq").pack
+
+
 def chain_hash(prev: bytes, seq: int, recorded_us: int, content: bytes) -> bytes:
     """SHA-256 over the previous record's hash, this record's number, time and bytes.
 
     The number is inside the hash, so moving a record to another place breaks the chain.
     """
-    head = prev + seq.to_bytes(8, "big") + recorded_us.to_bytes(8, "big", signed=True)
-    return hashlib.sha256(head + content).digest()
+    return hashlib.sha256(prev + _LINK_HEAD(seq, recorded_us) + content).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +237,8 @@ class AuditLog(Protocol):
 
     def get(self, seq: int) -> StoredAudit | None: ...
 
-    def links(self, after: int = 0) -> Iterator[ChainLink]:
-        """Every record after ``after`` in chain order (for verification)."""
+    def links(self, after: int = 0) -> Iterator[Sequence[ChainLink]]:
+        """Every record after ``after`` in chain order, in batches (for verification)."""
 
     def checkpoints(self) -> list[Checkpoint]: ...
 

@@ -101,8 +101,6 @@ CHECKPOINT = Table(
 # Any constant: the one advisory lock that serialises appends to the chain.
 _CHAIN_LOCK = 0x6869655F61756474
 _HEAD = select(EVENT.c.seq, EVENT.c.hash).order_by(EVENT.c.seq.desc()).limit(1)
-_INSERT_EVENT = insert(EVENT)
-_INSERT_REF = insert(REF)
 _COLUMNS = (
     EVENT.c.seq,
     EVENT.c.recorded_us,
@@ -125,6 +123,11 @@ class SqlAuditLog:
         self._sign = sign
         self._every = max(1, checkpoint_every)
         mark = "?" if self._sqlite else "%s"
+        self._sql_event = (
+            f"INSERT INTO audit_event ({', '.join(c.name for c in EVENT.columns)}) "
+            f"VALUES ({', '.join(mark for _ in EVENT.columns)})"
+        )
+        self._sql_ref = f"INSERT INTO audit_ref (seq, kind, ref) VALUES ({mark}, {mark}, {mark})"
         self._sql_links = (
             "SELECT seq, recorded_us, content, prev_hash, hash FROM audit_event "
             f"WHERE seq > {mark} ORDER BY seq"
@@ -148,35 +151,42 @@ class SqlAuditLog:
         head = conn.execute(_HEAD).first()
         first, prev = (int(head[0]), bytes(head[1])) if head else (0, GENESIS)
         seq = first
-        events: list[dict[str, Any]] = []
-        refs: list[dict[str, Any]] = []
+        events: list[tuple[Any, ...]] = []
+        refs: list[tuple[int, str, str]] = []
         for r in records:
             seq += 1
             us = to_us(r.recorded)
             digest = chain_hash(prev, seq, us, r.content)
             events.append(
-                {
-                    "seq": seq,
-                    "recorded_us": us,
-                    "type": r.type,
-                    "subtype": r.subtype,
-                    "action": r.action,
-                    "outcome": r.outcome,
-                    "agent": r.agent,
-                    "organization": r.organization,
-                    "purpose": r.purpose,
-                    "break_glass": r.break_glass,
-                    "content": r.content,
-                    "prev_hash": prev,
-                    "hash": digest,
-                }
+                (
+                    seq,
+                    us,
+                    r.type,
+                    r.subtype,
+                    r.action,
+                    r.outcome,
+                    r.agent,
+                    r.organization,
+                    r.purpose,
+                    r.break_glass,
+                    r.content,
+                    prev,
+                    digest,
+                )
             )
-            refs.extend({"seq": seq, "kind": "p", "ref": p} for p in r.patients)
-            refs.extend({"seq": seq, "kind": "e", "ref": e} for e in r.entities)
+            refs.extend((seq, "p", p) for p in r.patients)
+            refs.extend((seq, "e", e) for e in r.entities)
             prev = digest
-        conn.execute(_INSERT_EVENT, events)
-        if refs:
-            conn.execute(_INSERT_REF, refs)
+        # Straight to the driver: SQLAlchemy's executemany costs ~20 µs a row.
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(self._sql_event, events)
+            if refs:
+                cursor.executemany(self._sql_ref, refs)
+        finally:
+            cursor.close()
         if self._sign is not None and seq // self._every > first // self._every:
             key_id, signature = self._sign(seq, prev)
             conn.execute(
@@ -184,7 +194,7 @@ class SqlAuditLog:
                 {
                     "seq": seq,
                     "hash": prev,
-                    "signed_us": events[-1]["recorded_us"],
+                    "signed_us": events[-1][1],
                     "key_id": key_id,
                     "signature": signature,
                 },
@@ -235,7 +245,7 @@ class SqlAuditLog:
             row = conn.execute(select(*_COLUMNS).where(EVENT.c.seq == seq)).first()
         return _stored(row) if row else None
 
-    def links(self, after: int = 0) -> Iterator[ChainLink]:
+    def links(self, after: int = 0) -> Iterator[Sequence[ChainLink]]:
         # Straight to the driver in large batches: verification reads every record.
         raw = self.engine.raw_connection()
         try:
@@ -245,8 +255,8 @@ class SqlAuditLog:
                 batch = cursor.fetchmany(20_000)
                 if not batch:
                     break
-                for seq, us, content, prev, digest in batch:
-                    yield int(seq), int(us), bytes(content), bytes(prev), bytes(digest)
+                # Both drivers return int and bytes, so rows go out as they come.
+                yield cast(list[ChainLink], batch)
             cursor.close()
         finally:
             raw.close()

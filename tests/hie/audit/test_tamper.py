@@ -75,7 +75,9 @@ def _rewrite(conn: sa.Connection) -> None:
         body = b'{"rewritten":true}' if seq == 3 else bytes(content)
         digest = chain_hash(prev, seq, us, body)
         conn.execute(
-            sa.text("UPDATE audit_event SET content = :c, prev_hash = :p, hash = :h WHERE seq = :s"),
+            sa.text(
+                "UPDATE audit_event SET content = :c, prev_hash = :p, hash = :h WHERE seq = :s"
+            ),
             {"c": body, "p": prev, "h": digest, "s": seq},
         )
         prev = digest
