@@ -10,6 +10,8 @@ is signed.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, cast
@@ -246,10 +248,51 @@ class SqlAuditLog:
         return _stored(row) if row else None
 
     def links(self, after: int = 0) -> Iterator[Sequence[ChainLink]]:
-        # Straight to the driver in large batches: verification reads every record.
+        """Batches read ahead by a thread of their own: the driver waits for the database
+        without the GIL while the caller hashes the previous batch."""
+        ahead: queue.Queue[Sequence[ChainLink] | BaseException | None] = queue.Queue(maxsize=4)
+        stop = threading.Event()
+
+        def read() -> None:
+            try:
+                for batch in self._batches(after):
+                    while not stop.is_set():
+                        try:
+                            ahead.put(batch, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                ahead.put(None)
+            except BaseException as exc:  # handed to the caller
+                ahead.put(exc)
+
+        reader = threading.Thread(target=read, name="audit-links", daemon=True)
+        reader.start()
+        try:
+            while True:
+                item = ahead.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            reader.join(timeout=5)
+
+    def _batches(self, after: int) -> Iterator[Sequence[ChainLink]]:
+        # Straight to the driver; on PostgreSQL a server-side cursor in binary format
+        # (bytea as raw bytes, not hex), so memory stays flat and nothing is decoded twice.
         raw = self.engine.raw_connection()
         try:
-            cursor = raw.cursor()
+            if self._sqlite:
+                cursor = raw.cursor()
+            else:
+                cursor = raw.driver_connection.cursor(  # type: ignore[union-attr]
+                    name="hie_audit_links", binary=True
+                )
             cursor.execute(self._sql_links, (after,))
             while True:
                 batch = cursor.fetchmany(20_000)
@@ -258,6 +301,7 @@ class SqlAuditLog:
                 # Both drivers return int and bytes, so rows go out as they come.
                 yield cast(list[ChainLink], batch)
             cursor.close()
+            raw.rollback()
         finally:
             raw.close()
 
