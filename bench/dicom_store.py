@@ -5,8 +5,9 @@
 Makes N distinct copies of a CT instance (new SOP Instance UIDs, one study), then for each
 receiver and for 1 and 4 parallel associations starts a fresh receiver (empty SQLite
 index and storage dir), sends every file with ``storescu`` (``TCP_NODELAY=1``) and prints
-instances/s. For hie it also reports whether the ImagingStudy in the (in-memory) shared
-record was current within 2 s after the last instance. Orthanc (Debian package
+instances/s. hie is a real ``hie dicom`` process (what ``hie serve`` starts) over a fresh
+SQLite database and the real exchange; the bench also reports whether the ImagingStudy in
+the shared record was current within 2 s after the last instance. Orthanc (Debian package
 ``orthanc``) runs from its own config on loopback with its SQLite index.
 """
 
@@ -20,100 +21,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Collection
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import pydicom
 from pydicom.uid import generate_uid
-from sqlalchemy import Engine, create_engine, event
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-from adapters.dicom.index import session_factory  # noqa: E402
-from adapters.dicom.models import metadata  # noqa: E402
-from adapters.dicom.service import DicomConfig, DicomService  # noqa: E402
-from hie.context import RequestContext  # noqa: E402
-
-
-class MemoryRecords:
-    """Just enough of the exchange for the adapter: conditional writes, identifier search."""
-
-    def __init__(self) -> None:
-        self.resources: dict[tuple[str, str], dict[str, Any]] = {}
-        self.versions: dict[tuple[str, str], int] = {}
-        self.lock = threading.Lock()
-        self.next_id = 0
-
-    def _find(self, rtype: str, query: str) -> list[dict[str, Any]]:
-        params = parse_qsl(query)
-        out = []
-        for (t, _), r in self.resources.items():
-            if t != rtype:
-                continue
-            ok = True
-            for _name, value in params:
-                system, _, val = value.rpartition("|")
-                ok = ok and any(
-                    i.get("value") == val and (not system or i.get("system") == system)
-                    for i in r.get("identifier", [])
-                )
-            if ok:
-                out.append(r)
-        return out
-
-    def transaction(self, ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            refs: dict[str, str] = {}
-            for entry in bundle["entry"]:
-                resource, request = dict(entry["resource"]), entry["request"]
-                rtype = resource["resourceType"]
-                if request["method"] == "POST":
-                    found = self._find(rtype, request.get("ifNoneExist", ""))
-                else:
-                    found = self._find(rtype, request["url"].split("?", 1)[1])
-                if found and request["method"] == "POST":
-                    refs[entry["fullUrl"]] = f"{rtype}/{found[0]['id']}"
-                    continue
-                if found:
-                    rid = found[0]["id"]
-                else:
-                    self.next_id += 1
-                    rid = str(self.next_id)
-                resource["id"] = rid
-                refs[entry["fullUrl"]] = f"{rtype}/{rid}"
-                text = json.dumps(resource)
-                for old, new in refs.items():
-                    text = text.replace(old, new)
-                self.resources[(rtype, rid)] = json.loads(text)
-                self.versions[(rtype, rid)] = self.versions.get((rtype, rid), 0) + 1
-            return {"resourceType": "Bundle", "type": "transaction-response"}
-
-    def search_resources(
-        self, ctx: RequestContext, resource_type: str, params: list[tuple[str, str]]
-    ) -> list[dict[str, Any]]:
-        return self._find(resource_type, "&".join(f"{k}={v}" for k, v in params))
-
-    def visible_study_uids(self, ctx: RequestContext, study_uids: Collection[str]) -> set[str]:
-        return set(study_uids)
-
-
-def sqlite_engine(path: Path) -> Engine:
-    engine = create_engine(f"sqlite:///{path}")
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(conn: Any, _record: Any) -> None:
-        cursor = conn.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    metadata.create_all(engine)
-    return engine
 
 
 def free_port() -> int:
@@ -173,33 +89,63 @@ def wait_echo(port: int, aec: str, timeout: float = 30) -> None:
 
 
 def run_hie(files: list[Path], study_uid: str, parallel: int, work: Path) -> tuple[float, str]:
+    """A real ``hie dicom`` (the process ``hie serve`` starts) on a fresh SQLite database,
+    with the shared record behind it; the ImagingStudy is read back through the exchange."""
+    from _harness import env_for, hie
+
     work.mkdir(parents=True)
-    records = MemoryRecords()
-    engine = sqlite_engine(work / "hie.db")
-    service = DicomService(
-        DicomConfig(data_dir=work / "data", port=0, ae_title="HIE"),
-        records,
-        session_factory(engine),
+    env = env_for(f"sqlite:///{work}/hie.db", work / "data", HIE_DICOM_AET="HIE")
+    hie(env, "db", "upgrade")
+    hie(env, "dicom", "ae", "add", "STORESCU", "--org", "Organization/bench")
+    port = int(env["HIE_DICOM_PORT"])
+    services = services_for(env)
+    exchange = services.exchange
+    log = (work / "dicom.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hie", "dicom"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    service.registry.add("STORESCU", "Organization/bench")
-    service.start()
     try:
-        elapsed = send(service.address[1], "HIE", files, parallel)
+        wait_echo(port, "HIE")
+        elapsed = send(port, "HIE", files, parallel)
         done_at = time.perf_counter()
         current = "no"
-        while time.perf_counter() - done_at < 2.0:
-            studies = [r for (t, _), r in records.resources.items() if t == "ImagingStudy"]
-            if studies and studies[0]["numberOfInstances"] == len(files):
+        while time.perf_counter() - done_at < 5.0:
+            study = imaging_study(exchange, study_uid)
+            if study is not None and study.get("numberOfInstances") == len(files):
                 current = f"yes, {time.perf_counter() - done_at:.2f} s after the last instance"
-                current += f" ({records.versions[('ImagingStudy', studies[0]['id'])]} versions)"
+                current += f" (version {study['meta']['versionId']})"
                 break
-            time.sleep(0.02)
-        assert studies
-        assert studies[0]["identifier"][0]["value"].endswith(study_uid)
+            time.sleep(0.05)
         return elapsed, current
     finally:
-        service.stop()
-        engine.dispose()
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+        services.close()
+
+
+def services_for(env: dict[str, str]) -> Any:
+    from hie.app import build_services
+    from hie.settings import load_settings
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return build_services(load_settings())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def imaging_study(exchange: Any, study_uid: str) -> dict[str, Any] | None:
+    from hie.context import RequestContext
+
+    found: list[dict[str, Any]] = exchange.search_resources(
+        RequestContext.system(actor="bench-check"),
+        "ImagingStudy",
+        [("identifier", f"urn:dicom:uid|urn:oid:{study_uid}")],
+    )
+    return found[0] if found else None
 
 
 def run_orthanc(files: list[Path], parallel: int, work: Path, nodelay: bool) -> float:

@@ -24,6 +24,7 @@ from hie.errors import FhirError
 from hie.exchange import Exchange
 from hie.fhir.types import SERVED_TYPES
 from hie.fhir.validation import load_validator
+from hie.identity_wiring import build_identity
 from hie.rest import http
 from hie.rest.auth import bearer_authenticator
 from hie.rest.fhir import create_fhir_blueprint
@@ -101,6 +102,7 @@ def build_services(
         default_count=settings.fhir.default_count,
         max_count=settings.fhir.max_count,
         audit_log=audit_log,
+        **build_identity(settings, clock=clock),
     )
     dicom = DicomService(dicom_config(settings), exchange, session_factory(engine))
     return Services(
@@ -130,6 +132,7 @@ def dicom_config(settings: Settings) -> DicomConfig:
         duplicate_policy=DuplicatePolicy(settings.dicom.duplicate_policy),
         dicomweb_url=settings.dicomweb_url,
         default_timezone=settings.dicom.timezone,
+        poll_interval=settings.dicom.poll_interval,
     )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import MetaData
 
 from adapters.dicom.models import metadata as dicom_metadata
 from adapters.hl7v2.schema import metadata as hl7_metadata
+from hie.storage.sql import identity as _identity  # noqa: F401 (registers the tables)
 from hie.storage.sql import index_tables as _index_tables  # noqa: F401 (registers the tables)
 from hie.storage.sql.audit import metadata as audit_metadata
 from hie.storage.sql.models import Base

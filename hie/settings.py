@@ -86,6 +86,17 @@ class DicomSettings(_Section):
     duplicate_policy: str = "keep-first"
     timezone: str = "+08:00"
     dicomweb_url: str = ""
+    poll_interval: float = 0.0002
+
+
+class IdentitySettings(_Section):
+    # Link every source Patient to an enterprise Patient (off only for tools and tests
+    # that exercise plain FHIR storage; protected numbers are sealed either way).
+    enabled: bool = True
+    # Matching rules and thresholds of the master patient index (relative: to the repo root
+    # when not found from the working directory).
+    config: str = "config/identity.toml"
+    max_candidates: int = 200
 
 
 class Settings(_Section):
@@ -99,6 +110,7 @@ class Settings(_Section):
     mllp: MllpSettings = MllpSettings()
     hl7: Hl7Settings = Hl7Settings()
     dicom: DicomSettings = DicomSettings()
+    identity: IdentitySettings = IdentitySettings()
 
     @property
     def data_dir(self) -> Path:

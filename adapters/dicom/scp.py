@@ -100,10 +100,18 @@ def build_ae(ae_title: str, *, max_associations: int = 32, max_pdu: int = 0) -> 
 
 
 def event_handlers(
-    deps: ScpDependencies, *, ae_title: str, accept_unregistered: bool
+    deps: ScpDependencies,
+    *,
+    ae_title: str,
+    accept_unregistered: bool,
+    poll_interval: float = 0.0002,
 ) -> list[EventHandlerType]:
     return [
-        (evt.EVT_REQUESTED, handlers.handle_requested, [deps.registry, accept_unregistered]),
+        (
+            evt.EVT_REQUESTED,
+            handlers.handle_requested,
+            [deps.registry, accept_unregistered, poll_interval],
+        ),
         (evt.EVT_C_ECHO, handlers.handle_echo, []),
         (evt.EVT_C_STORE, handlers.handle_store, [deps.ingest, deps.registry]),
         (
@@ -136,13 +144,17 @@ class DicomScp:
         port: int,
         accept_unregistered: bool = False,
         max_associations: int = 32,
+        poll_interval: float = 0.0002,
     ) -> None:
         self.ae = build_ae(ae_title, max_associations=max_associations)
         self._server: ThreadedAssociationServer = self.ae.make_server(
             (host, port),
             ae_title=ae_title,
             evt_handlers=event_handlers(
-                deps, ae_title=ae_title, accept_unregistered=accept_unregistered
+                deps,
+                ae_title=ae_title,
+                accept_unregistered=accept_unregistered,
+                poll_interval=poll_interval,
             ),
             server_class=NoDelayAssociationServer,
         )

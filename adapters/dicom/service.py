@@ -44,6 +44,7 @@ class DicomConfig:
     dicomweb_url: str = "http://127.0.0.1:8080/dicomweb"
     default_timezone: str = "+08:00"
     max_associations: int = 32
+    poll_interval: float = 0.0002  # seconds; see handlers.handle_requested
     sync_quiet: float = 0.3
     sync_max_delay: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
@@ -95,6 +96,7 @@ class DicomService:
                 port=self.config.port,
                 accept_unregistered=self.config.accept_unregistered,
                 max_associations=self.config.max_associations,
+                poll_interval=self.config.poll_interval,
             )
             self.scp.start()
             log.info("DICOM %s listening on %s:%d", self.config.ae_title, *self.scp.address)

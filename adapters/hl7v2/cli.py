@@ -235,7 +235,8 @@ def mllp(host: str | None, port: int | None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    service = Hl7Service(env.engine(), env.exchange(), config)
+    # raw messages hold resident ID and phone numbers: sealed at rest
+    service = Hl7Service(env.engine(), env.exchange(), config, raw_cipher=env.raw_cipher())
     asyncio.run(_serve(service))
 
 

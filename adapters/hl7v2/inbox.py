@@ -19,12 +19,13 @@ writers with ``BEGIN IMMEDIATE``), so a crashed worker's rows come back when it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -263,8 +264,20 @@ class InboxError(RuntimeError):
     """The inbox could not store or update a message."""
 
 
+class RawCipher(Protocol):
+    """Seals raw messages at rest (they carry resident ID and phone numbers)."""
+
+    def seal(self, raw: bytes) -> bytes: ...
+
+    def open(self, stored: bytes) -> bytes: ...
+
+
 class Inbox:
-    """Durable storage of inbound messages and their processing state."""
+    """Durable storage of inbound messages and their processing state.
+
+    With ``raw_cipher`` the raw bytes are stored sealed (``Exchange.raw_sealer``) and
+    opened when read; the digest that detects resends is taken from the plain bytes.
+    """
 
     def __init__(
         self,
@@ -272,8 +285,10 @@ class Inbox:
         clock: Callable[[], datetime] | None = None,
         *,
         keep_connection: bool = False,
+        raw_cipher: RawCipher | None = None,
     ) -> None:
         self.engine = engine
+        self._cipher = raw_cipher
         self._clock = clock or (lambda: datetime.now(UTC))
         self._pg = engine.dialect.name == "postgresql"
         self._sqlite = engine.dialect.name == "sqlite"
@@ -328,7 +343,7 @@ class Inbox:
             if self._sqlite:
                 cur.execute("BEGIN IMMEDIATE")
             for m in messages:
-                row = m.row()
+                row = self._sealed(m.row())
                 new_id = sql.insert(cur, row, on_conflict_nothing=m.state != "rejected")
                 if new_id is not None:
                     out.append(StoreResult("stored", m.ack, new_id))
@@ -337,7 +352,7 @@ class Inbox:
                 if prior_digest == m.digest:
                     out.append(StoreResult("duplicate", prior_ack, None, prior_id))
                     continue
-                conflict = self._conflict_row(m, prior_id)
+                conflict = self._sealed(self._conflict_row(m, prior_id))
                 conflict_id = sql.insert(cur, conflict, on_conflict_nothing=False)
                 assert conflict_id is not None
                 out.append(StoreResult("conflict", conflict["ack"], conflict_id, prior_id))
@@ -355,6 +370,16 @@ class Inbox:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+
+    def _sealed(self, row: dict[str, Any]) -> dict[str, Any]:
+        if self._cipher is not None:
+            row["raw"] = self._cipher.seal(row["raw"])
+        return row
+
+    def _opened(self, entry: InboxEntry) -> InboxEntry:
+        if self._cipher is None:
+            return entry
+        return dataclasses.replace(entry, raw=self._cipher.open(entry.raw))
 
     @staticmethod
     def _conflict_row(m: NewMessage, prior_id: int) -> dict[str, Any]:
@@ -421,7 +446,7 @@ class Inbox:
                 .where(_T.c.id.in_([r["id"] for r in chosen]))
                 .values(lease_owner=worker, lease_until=now + timedelta(seconds=lease_seconds))
             )
-        return [InboxEntry.from_mapping(r) for r in chosen]
+        return [self._opened(InboxEntry.from_mapping(r)) for r in chosen]
 
     def retry_later(self, entry_id: int, worker: str, error: str, delay_seconds: float) -> bool:
         """A transient failure: keep the row received, hidden from claims for a while."""
@@ -482,7 +507,7 @@ class Inbox:
             row = (
                 conn.execute(select(*_ENTRY_COLUMNS).where(_T.c.id == entry_id)).mappings().first()
             )
-        return InboxEntry.from_mapping(row) if row is not None else None
+        return self._opened(InboxEntry.from_mapping(row)) if row is not None else None
 
     def stored_ack(self, entry_id: int) -> bytes | None:
         with self.engine.connect() as conn:
@@ -505,7 +530,9 @@ class Inbox:
         if sender_id is not None:
             query = query.where(_T.c.sender_id == sender_id)
         with self.engine.connect() as conn:
-            return [InboxEntry.from_mapping(r) for r in conn.execute(query).mappings()]
+            return [
+                self._opened(InboxEntry.from_mapping(r)) for r in conn.execute(query).mappings()
+            ]
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
+from adapters.hl7v2.inbox import RawCipher
 from hie.context import RequestContext
 from hie.settings import Settings
 
@@ -29,3 +30,7 @@ class Hl7Environment(Protocol):
         ...
 
     def exchange(self) -> Exchange: ...
+
+    def raw_cipher(self) -> RawCipher | None:
+        """Seals the inbox's raw messages at rest (None: stored as received)."""
+        ...

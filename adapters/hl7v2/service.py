@@ -20,7 +20,7 @@ from adapters.hl7v2.ack import AckBuilder
 from adapters.hl7v2.appacks import deliver_application_acks
 from adapters.hl7v2.committer import GroupCommitter
 from adapters.hl7v2.config import Hl7Config
-from adapters.hl7v2.inbox import Inbox
+from adapters.hl7v2.inbox import Inbox, RawCipher
 from adapters.hl7v2.intake import Intake, IntakeConfig, IntakeHandler
 from adapters.hl7v2.mllp import ListenerConfig, MllpServer
 from adapters.hl7v2.ports import Exchange
@@ -41,9 +41,10 @@ class Hl7Service:
         *,
         maps: ConceptMaps | None = None,
         run_workers: bool = True,
+        raw_cipher: RawCipher | None = None,
     ) -> None:
         self.config = config
-        self.inbox = Inbox(engine, keep_connection=True)
+        self.inbox = Inbox(engine, keep_connection=True, raw_cipher=raw_cipher)
         self.registry = SenderRegistry(engine)
         self.acks = AckBuilder(config.application, config.facility)
         self.maps = maps if maps is not None else load_conceptmaps(*config.conceptmaps)

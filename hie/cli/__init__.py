@@ -9,7 +9,9 @@ from hie import __version__
 from hie.cli.audit import audit
 from hie.cli.db import db
 from hie.cli.environment import CliEnvironment
+from hie.cli.identity import identity
 from hie.cli.importing import import_command
+from hie.cli.keys import keys
 from hie.cli.listeners import dicom
 from hie.cli.search import search
 from hie.cli.serve import serve
@@ -33,3 +35,5 @@ main.add_command(hl7)
 main.add_command(mllp)
 main.add_command(search)
 main.add_command(audit)
+main.add_command(keys)
+main.add_command(identity)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from adapters.hl7v2.db import make_engine
 from hie.app import Services, build_services
 from hie.exchange import Exchange
+from hie.exchange.protection import BytesSealer
 from hie.settings import Settings, load_settings
 
 
@@ -36,3 +37,6 @@ class CliEnvironment:
 
     def exchange(self) -> Exchange:
         return self.services.exchange
+
+    def raw_cipher(self) -> BytesSealer | None:
+        return self.services.exchange.raw_sealer("hl7.inbox.raw")

@@ -29,7 +29,10 @@ from hie.errors import (
     Unavailable,
 )
 from hie.exchange.auditing import AUDIT_TYPE, AccessLogEntry, AuditTrail
+from hie.exchange.identity_api import IdentityOperations
+from hie.exchange.mpi import MasterPatientIndex, Writes
 from hie.exchange.ports import Clock, IdFactory, Validator, VisibilityPolicy, see_everything
+from hie.exchange.protection import BytesSealer, Protection
 from hie.exchange.results import HistoryResult, SearchResult, WriteResult
 from hie.exchange.searching import Searcher
 from hie.exchange.transaction import BundleProcessor
@@ -120,9 +123,13 @@ class Exchange:
         visibility: VisibilityPolicy = see_everything,
         audit_log: AuditLog | None = None,
         audit_builder: AuditBuilder | None = None,
+        protection: Protection | None = None,
+        mpi: MasterPatientIndex | None = None,
     ) -> None:
         """``extractor`` indexes every write and defines what search can use;
-        ``visibility`` is the consent seam for searches (see ``hie.exchange.ports``)."""
+        ``visibility`` is the consent seam for searches (see ``hie.exchange.ports``);
+        ``protection`` seals resident ID and phone numbers; ``mpi`` links every source
+        Patient to an enterprise Patient (``hie.exchange.mpi``; it needs ``protection``)."""
         self.base_url = base_url.rstrip("/")
         self.new_id = new_id
         self._store: Store = _FailClosed(store)
@@ -160,9 +167,74 @@ class Exchange:
             default_count=default_count,
             max_count=max_count,
         )
-        self._writer = Writer(
-            indexer=extractor, conditions=self._search.condition, clock=clock, new_id=new_id
+        # -- identity: protected numbers and the master patient index
+        self._protection = protection
+        self.protection = protection
+        conditions = self._search.condition
+        if protection is not None:
+            conditions = self._protected_conditions
+            self._writer = Writer(
+                indexer=extractor,
+                conditions=conditions,
+                clock=clock,
+                new_id=new_id,
+                seal=protection.seal,
+                plain=protection.plain,
+            )
+        else:
+            self._writer = Writer(
+                indexer=extractor, conditions=conditions, clock=clock, new_id=new_id
+            )
+        self._mpi = mpi
+        self.identity: IdentityOperations | None = None
+        if mpi is not None and protection is not None:
+            writes = Writes(lambda uow, ctx, body, id_: self._writer.update(uow, ctx, body, id_))
+            self._writer.observe(
+                lambda uow, ctx, t, id_, body: mpi.observe(uow, ctx, writes, t, id_, body)
+            )
+            self.identity = IdentityOperations(
+                self, store, mpi, protection, writes, self._writer.match
+            )
+
+    def _protected_conditions(self, resource_type: str, params: Sequence[tuple[str, str]]) -> Any:
+        assert self._protection is not None
+        return self._search.condition(
+            resource_type, self._protection.search_params(resource_type, params)
         )
+
+    def _params(
+        self, resource_type: str, params: Sequence[tuple[str, str]]
+    ) -> Sequence[tuple[str, str]]:
+        if self._protection is None:
+            return params
+        return self._protection.search_params(resource_type, params)
+
+    def raw_sealer(self, purpose: str) -> BytesSealer | None:
+        """Seals an adapter's raw copies of messages (the HL7 inbox) with the exchange's
+        keys; None when protection is off."""
+        if self._protection is None:
+            return None
+        return BytesSealer(self._protection, purpose.encode("utf-8"))
+
+    def reveal(self, ctx: RequestContext, stored: StoredResource) -> StoredResource:
+        """The stored resource with protected numbers opened (masked unless the caller's
+        token holds ``hie.identity.unmasked``)."""
+        if self._protection is None:
+            return stored
+        return self._protection.reveal(ctx, stored)
+
+    def _revealed(self, ctx: RequestContext, result: WriteResult) -> WriteResult:
+        return WriteResult(self.reveal(ctx, result.stored), result.status)
+
+    def enterprise_of(self, ctx: RequestContext, patient_ref: str) -> str:
+        """``Patient/<enterprise id>`` for a source or enterprise Patient reference.
+
+        Raises NotFound when the Patient is unknown to the index (or the caller may not
+        read it). Stable API: the card service calls it.
+        """
+        if self.identity is None:
+            raise NotFound("the master patient index is not enabled")
+        return self.identity.enterprise_of(ctx, patient_ref)
 
     def search_parameters(self, resource_type: str) -> list[dict[str, str]]:
         """The search parameters this type supports, for the CapabilityStatement."""
@@ -357,7 +429,7 @@ class Exchange:
                 uow=uow,
                 stored=written.stored,
             )
-        return WriteResult(written.stored, written.status)
+        return self._revealed(ctx, WriteResult(written.stored, written.status))
 
     # Reads audit after their unit of work has ended: a request must not hold a pooled
     # connection while it waits for the audit writer, which needs one too.
@@ -369,7 +441,7 @@ class Exchange:
         else:
             stored = self._checked_read(ctx, resource_type, id_, None, self._store.lookup)
         self.record(ctx, "read", resource_type=resource_type, resource_id=id_, stored=stored)
-        return stored
+        return self.reveal(ctx, stored)
 
     @audits_failure("vread")
     def vread(
@@ -382,7 +454,7 @@ class Exchange:
         else:
             stored = self._checked_read(ctx, resource_type, id_, version, self._store.lookup)
         self.record(ctx, "vread", resource_type=resource_type, resource_id=id_, stored=stored)
-        return stored
+        return self.reveal(ctx, stored)
 
     def read_in(
         self,
@@ -410,7 +482,7 @@ class Exchange:
                 uow=audit_uow,
                 stored=stored,
             )
-        return stored
+        return self.reveal(ctx, stored)
 
     def _checked_read(
         self,
@@ -465,7 +537,7 @@ class Exchange:
                 uow=uow,
                 stored=written.stored,
             )
-        return WriteResult(written.stored, written.status)
+        return self._revealed(ctx, WriteResult(written.stored, written.status))
 
     @audits_failure("update")
     def conditional_update(
@@ -487,11 +559,11 @@ class Exchange:
                 "update",
                 resource_type=resource_type,
                 resource_id=written.stored.id,
-                query=_query_text(params),
+                query=_query_text(self._params(resource_type, params)),
                 uow=uow,
                 stored=written.stored,
             )
-        return WriteResult(written.stored, written.status)
+        return self._revealed(ctx, WriteResult(written.stored, written.status))
 
     @audits_failure("patch")
     def patch(
@@ -518,7 +590,7 @@ class Exchange:
                 uow=uow,
                 stored=written.stored,
             )
-        return WriteResult(written.stored, 200)
+        return self._revealed(ctx, WriteResult(written.stored, 200))
 
     def conditional_patch(
         self,
@@ -534,7 +606,8 @@ class Exchange:
         with self._store.unit_of_work(write=False) as uow:
             match = self._writer.match_one(uow, resource_type, params)
         if match is None:
-            raise NotFound(f"no {resource_type} matches '{_query_text(params)}'")
+            query = _query_text(self._params(resource_type, params))
+            raise NotFound(f"no {resource_type} matches '{query}'")
         return self.patch(ctx, resource_type, match.id, operations, if_match=if_match)
 
     @audits_failure("delete")
@@ -562,10 +635,10 @@ class Exchange:
                 "delete",
                 resource_type=resource_type,
                 resource_id=match.id,
-                query=_query_text(params),
+                query=_query_text(self._params(resource_type, params)),
                 uow=uow,
             )
-        return WriteResult(written.stored, written.status)
+        return self._revealed(ctx, WriteResult(written.stored, written.status))
 
     # -- search and history -----------------------------------------------------
 
@@ -587,7 +660,7 @@ class Exchange:
             ctx,
             "search",
             resource_type=resource_type,
-            query=_query_text(params),
+            query=_query_text(self._params(resource_type, params)),
             patients=self._searched_patients(resource_type, params, result),
         )
         return result
@@ -618,6 +691,7 @@ class Exchange:
         compartment: tuple[str, str] | None = None,
     ) -> SearchResult:
         """A search; ``compartment`` ``("Patient", id)`` searches within that compartment."""
+        params = self._params(resource_type, params)
         self.check_type(resource_type)
         self.require(ctx, Interaction.SEARCH, resource_type)
         prepared = self._search.prepare(resource_type, params, strict=strict)
@@ -637,8 +711,10 @@ class Exchange:
             page = uow.search(request)
         except ValueError as exc:  # a cursor from another query
             raise InvalidSearch(f"Invalid search parameter '_cursor': {exc}") from exc
-        items = [s for s in page.items if self.permitted(ctx, Interaction.SEARCH, s)]
-        included = [s for s in page.included if self._readable(ctx, s)]
+        items = [
+            self.reveal(ctx, s) for s in page.items if self.permitted(ctx, Interaction.SEARCH, s)
+        ]
+        included = [self.reveal(ctx, s) for s in page.included if self._readable(ctx, s)]
         result = self._search.result(
             resource_type,
             path,
@@ -654,7 +730,7 @@ class Exchange:
                 ctx,
                 "search",
                 resource_type=resource_type,
-                query=_query_text(params),
+                query=_query_text(self._params(resource_type, params)),
                 uow=audit_uow,
                 patients=self._searched_patients(resource_type, params, result),
             )
@@ -668,9 +744,11 @@ class Exchange:
 
     def patient_ids(self, uow: UnitOfWork, ctx: RequestContext, patient_id: str) -> set[str]:
         """The source patients whose records stand for ``patient_id`` in compartment
-        searches and ``$everything``. Today just that patient; the identity work widens
-        it to every source patient linked to the same enterprise identity."""
-        return {patient_id}
+        searches and ``$everything``: an enterprise Patient stands for itself and every
+        source Patient linked to it."""
+        if self._mpi is None:
+            return {patient_id}
+        return {patient_id} | {m.source_id for m in self._mpi.members(uow, patient_id)}
 
     @audits_failure("search")
     def compartment_search(
@@ -693,7 +771,7 @@ class Exchange:
             ctx,
             "search",
             resource_type=resource_type,
-            query=_query_text(params),
+            query=_query_text(self._params(resource_type, params)),
             patients=patients,
         )
         return result
@@ -722,7 +800,9 @@ class Exchange:
                 query, cursor, compartment, self._visibility(ctx), readable
             )
             page = uow.everything(request)
-        items = [s for s in page.items if self.permitted(ctx, Interaction.READ, s)]
+        items = [
+            self.reveal(ctx, s) for s in page.items if self.permitted(ctx, Interaction.READ, s)
+        ]
         self.record(
             ctx,
             "everything",
@@ -837,7 +917,11 @@ class Exchange:
                     raise NotFound(f"{resource_type}/{id_} is not known")
             rows = uow.history(query)
             total = uow.count_history(query)
-        rows = [(seq, s) for seq, s in rows if self.permitted(ctx, Interaction.READ, s)]
+        rows = [
+            (seq, self.reveal(ctx, s))
+            for seq, s in rows
+            if self.permitted(ctx, Interaction.READ, s)
+        ]
         more = len(rows) > count
         rows = rows[:count]
         patients: set[str] = set()

@@ -427,10 +427,12 @@ class BundleProcessor:
         else:
             entry.response = self._get(uow, ctx, entry)
             return
-        entry.response = self._written_response(entry, written, prefer)
+        entry.response = self._written_response(ctx, entry, written, prefer)
 
-    def _written_response(self, entry: Entry, written: Written, prefer: str) -> dict[str, Any]:
-        stored = written.stored
+    def _written_response(
+        self, ctx: RequestContext, entry: Entry, written: Written, prefer: str
+    ) -> dict[str, Any]:
+        stored = self._x.reveal(ctx, written.stored)
         response: dict[str, Any] = {"status": _STATUS_TEXT[written.status]}
         out: dict[str, Any] = {}
         if not stored.deleted:

@@ -34,6 +34,17 @@ from hie.storage.ports import (
 )
 
 Conditions = Callable[[str, Sequence[tuple[str, str]]], SearchQuery]
+# Called after each write in its unit of work with the plain resource (None: a deletion).
+Observer = Callable[[UnitOfWork, RequestContext, str, str, Mapping[str, Any] | None], None]
+
+
+def _unchanged(body: dict[str, Any]) -> dict[str, Any]:
+    return body
+
+
+def _as_stored(content: bytes) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(content)
+    return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +60,29 @@ def lock_key(resource_type: str, params: Sequence[tuple[str, str]]) -> str:
 
 class Writer:
     def __init__(
-        self, *, indexer: Indexer, conditions: Conditions, clock: Clock, new_id: IdFactory
+        self,
+        *,
+        indexer: Indexer,
+        conditions: Conditions,
+        clock: Clock,
+        new_id: IdFactory,
+        seal: Callable[[dict[str, Any]], dict[str, Any]] = _unchanged,
+        plain: Callable[[bytes], dict[str, Any]] = _as_stored,
     ) -> None:
-        """``conditions`` parses the criteria of conditional operations (any search)."""
+        """``conditions`` parses the criteria of conditional operations (any search);
+        ``seal`` protects numbers before storing and ``plain`` opens them again
+        (``hie.exchange.protection``)."""
         self._indexer = indexer
         self._conditions = conditions
         self._clock = clock
         self._new_id = new_id
+        self._seal = seal
+        self._plain = plain
+        self._observers: list[Observer] = []
+
+    def observe(self, observer: Observer) -> None:
+        """Run ``observer`` after every write (the master patient index)."""
+        self._observers.append(observer)
 
     def now(self) -> Any:
         # FHIR instants and the stored time agree to the millisecond.
@@ -94,7 +121,7 @@ class Writer:
         expected: int | None,
     ) -> StoredResource:
         now = self.now()
-        body = with_meta(resource, id_=id_, version=version, last_updated=now)
+        body = with_meta(self._seal(dict(resource)), id_=id_, version=version, last_updated=now)
         content = dumps(body)
         new = NewVersion(
             type=body["resourceType"],
@@ -112,6 +139,8 @@ class Writer:
             uow.write(new)
         except VersionConflict as exc:
             raise PreconditionFailed(str(exc)) from exc
+        for observer in self._observers:
+            observer(uow, ctx, new.type, id_, resource)
         return StoredResource(
             type=new.type,
             id=id_,
@@ -180,7 +209,7 @@ class Writer:
                 uow, ctx, resource, id_=id_, version=1, method=method, expected=None
             )
             return Written(stored, 201)
-        if not current.deleted and same_content(orjson.loads(current.content), resource):
+        if not current.deleted and same_content(self._plain(current.content), resource):
             # An unchanged resource keeps its version: resent feeds do not churn history.
             return Written(current, 200)
         stored = self._store(
@@ -239,7 +268,7 @@ class Writer:
         if not isinstance(operations, list):
             raise BadRequest("a JSON Patch document is a JSON array of operations")
         try:
-            result = jsonpatch.JsonPatch(operations).apply(orjson.loads(current.content))
+            result = jsonpatch.JsonPatch(operations).apply(self._plain(current.content))
         except jsonpatch.JsonPatchTestFailed as exc:
             raise Unprocessable(f"JSON Patch test failed: {exc}") from exc
         except (
@@ -278,6 +307,8 @@ class Writer:
             uow.write(new)
         except VersionConflict as exc:
             raise PreconditionFailed(str(exc)) from exc
+        for observer in self._observers:
+            observer(uow, ctx, resource_type, id_, None)
         return Written(
             StoredResource(resource_type, id_, new.version, now, True, b"", current.custodian), 204
         )

@@ -31,3 +31,14 @@ def mrn_system(organization_ref: str) -> str:
     'urn:hie:mrn:fy-hospital-1'
     """
     return f"urn:hie:mrn:{organization_id(organization_ref)}"
+
+
+# Mianzhou Pass resident health card numbers (16 digits, see card/card_number.py).
+CARD_SYSTEM = "urn:hie:mianzhou-pass"
+
+# Enterprise (golden) Patient ids of the master patient index.
+ENTERPRISE_SYSTEM = "urn:hie:enterprise-id"
+
+# meta.tag system of the index's own markers: ``enterprise`` on golden Patients, ``card``
+# on the card service's source Patients (their data wins in survivorship).
+IDENTITY_TAG_SYSTEM = "urn:hie:identity"

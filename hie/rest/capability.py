@@ -28,6 +28,18 @@ _EVERYTHING = {
     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
     "documentation": "_since, _type and _count, with next/previous paging",
 }
+# The master patient index's operations (docs/identity.md).
+_IDENTITY = [
+    {
+        "name": "ihe-pix",
+        "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
+    },
+    {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"},
+    *(
+        {"name": op, "definition": f"urn:hie:operation:{op}"}
+        for op in ("link", "unlink", "merge", "unmerge")
+    ),
+]
 # Parameters every type accepts that shape results rather than select resources.
 _RESULT_PARAMS = (
     "_sort (several keys, - for descending), _count, _include and _revinclude (:iterate, *), "
@@ -41,7 +53,9 @@ def capability_statement(exchange: Exchange, software_version: str) -> dict[str,
     resources = []
     for rtype in sorted(exchange.resource_types):
         includes, revincludes = exchange.search_includes(rtype)
-        operations = [_VALIDATE, _EVERYTHING] if rtype == "Patient" else [_VALIDATE]
+        operations = [_VALIDATE]
+        if rtype == "Patient":
+            operations += [_EVERYTHING, *(_IDENTITY if exchange.identity is not None else [])]
         resources.append(
             {
                 "type": rtype,

@@ -21,6 +21,7 @@ from hie.errors import (
 from hie.exchange import Exchange
 from hie.rest import http
 from hie.rest.capability import capability_statement
+from hie.rest.identity import add_identity_routes
 
 Authenticate = Callable[[], RequestContext]
 
@@ -60,6 +61,8 @@ def create_fhir_blueprint(
     @bp.get("/metadata")
     def metadata() -> Response:
         return capability
+
+    add_identity_routes(bp, exchange, authenticate, max_body=max_body)
 
     # -- whole system --------------------------------------------------------------
 

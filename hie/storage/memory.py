@@ -19,7 +19,9 @@ from hie.storage.ports import (
     AuditRecord,
     EverythingRequest,
     HistoryQuery,
+    IdentityLink,
     NewVersion,
+    ReviewItem,
     SearchPage,
     SearchRequest,
     StoredResource,
@@ -33,6 +35,8 @@ class _State:
     versions: list[tuple[int, int, StoredResource]] = field(default_factory=list)
     rows: dict[int, tuple[IndexRow, ...]] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
+    links: dict[str, IdentityLink] = field(default_factory=dict)
+    reviews: list[ReviewItem] = field(default_factory=list)
     next_pk: int = 1
     next_seq: int = 1
 
@@ -43,13 +47,88 @@ class _State:
             versions=list(self.versions),
             rows=dict(self.rows),
             audit=list(self.audit),
+            links=dict(self.links),
+            reviews=list(self.reviews),
         )
+
+
+class MemoryIdentityTables:
+    """The index tables as dicts (the twin of ``hie.storage.sql.identity``)."""
+
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    def get(self, source_id: str) -> IdentityLink | None:
+        return self._s.links.get(source_id)
+
+    def put(self, link: IdentityLink, *, expected_sealed: str | None = None) -> bool:
+        current = self._s.links.get(link.source_id)
+        if expected_sealed is not None and (current is None or current.sealed != expected_sealed):
+            return False
+        self._s.links[link.source_id] = link
+        return True
+
+    def remove(self, source_id: str) -> None:
+        self._s.links.pop(source_id, None)
+
+    def members(self, enterprise_ids: Sequence[str]) -> list[IdentityLink]:
+        wanted = set(enterprise_ids)
+        return sorted(
+            (x for x in self._s.links.values() if x.enterprise_id in wanted),
+            key=lambda x: x.source_id,
+        )
+
+    def candidates(self, keys: Sequence[str], limit: int) -> list[str]:
+        wanted = set(keys)
+        found = {x.enterprise_id for x in self._s.links.values() if wanted & set(x.keys)}
+        return sorted(found)[:limit]
+
+    def by_resident_index(self, values: Sequence[str]) -> list[IdentityLink]:
+        return [x for x in self._s.links.values() if x.rid_index in values]
+
+    def by_card(self, card_no: str) -> list[IdentityLink]:
+        return [x for x in self._s.links.values() if x.card_no == card_no]
+
+    def merged_into(self, enterprise_id: str, merged_from: str) -> list[IdentityLink]:
+        return [
+            x
+            for x in self._s.links.values()
+            if x.enterprise_id == enterprise_id and x.merged_from == merged_from
+        ]
+
+    def add_review(self, item: ReviewItem) -> int:
+        new = replace(item, id=len(self._s.reviews) + 1)
+        self._s.reviews.append(new)
+        return new.id
+
+    def reviews(self, status: str, limit: int, source_id: str | None = None) -> list[ReviewItem]:
+        found = [
+            r
+            for r in self._s.reviews
+            if r.status == status and (source_id is None or r.source_id == source_id)
+        ]
+        return found[:limit]
+
+    def set_review(self, review_id: int, status: str, decided_by: str | None) -> None:
+        item = self._s.reviews[review_id - 1]
+        self._s.reviews[review_id - 1] = replace(item, status=status, decided_by=decided_by)
+
+    def scan(self, after: str | None, limit: int) -> list[IdentityLink]:
+        ids = sorted(i for i in self._s.links if after is None or i > after)
+        return [self._s.links[i] for i in ids[:limit]]
+
+    def count(self) -> int:
+        return len(self._s.links)
 
 
 class MemoryUnitOfWork:
     def __init__(self, state: _State, *, write: bool) -> None:
         self.state = state
         self._write = write
+
+    @property
+    def identity(self) -> MemoryIdentityTables:
+        return MemoryIdentityTables(self.state)
 
     def get(self, type_: str, id_: str) -> StoredResource | None:
         found = self.state.resources.get((type_, id_))

@@ -249,6 +249,85 @@ class AuditFailure(Exception):
     """A unit of work's audit records could not be written: the access must be refused."""
 
 
+# -- master patient index -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLink:
+    """One source Patient's place in the master patient index.
+
+    ``sealed`` holds the matcher's view of the record (names, birth date, phone, resident
+    ID number...) encrypted as one AES-GCM envelope; ``rid_index`` is the blind index of its
+    resident ID number and ``keys`` its blocking keys (identifier parts blind-indexed).
+    ``status``: ``auto`` (the matcher linked it), ``provisional`` (a possible match waiting
+    for review), ``manual`` (a person decided), ``merged`` (an HL7 A40 merge decided); the
+    matcher only ever moves ``auto`` and ``provisional`` links.
+    """
+
+    source_id: str
+    enterprise_id: str
+    source: str
+    sealed: str
+    status: str
+    score: float = 0.0
+    reason: str = ""
+    rid_index: str | None = None
+    card_no: str | None = None
+    merged_from: str | None = None
+    updated: datetime | None = None
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """A possible match waiting for a person: link ``source_id`` to ``enterprise_id``?"""
+
+    id: int
+    source_id: str
+    enterprise_id: str
+    score: float
+    reason: str
+    created: datetime
+    status: str = "open"  # open, accepted, rejected, superseded
+    decided_by: str | None = None
+
+
+class IdentityTables(Protocol):
+    """The index's own tables, inside the unit of work that writes the Patient."""
+
+    def get(self, source_id: str) -> IdentityLink | None: ...
+
+    def put(self, link: IdentityLink, *, expected_sealed: str | None = None) -> bool:
+        """Insert or replace the link and its blocking keys. With ``expected_sealed``,
+        only if the stored record is still that one (key rotation beside live writes);
+        returns whether it was written."""
+
+    def remove(self, source_id: str) -> None: ...
+
+    def members(self, enterprise_ids: Sequence[str]) -> list[IdentityLink]: ...
+
+    def candidates(self, keys: Sequence[str], limit: int) -> list[str]:
+        """Enterprise ids of records sharing any blocking key (at most ``limit``)."""
+
+    def by_resident_index(self, values: Sequence[str]) -> list[IdentityLink]: ...
+
+    def by_card(self, card_no: str) -> list[IdentityLink]: ...
+
+    def merged_into(self, enterprise_id: str, merged_from: str) -> list[IdentityLink]: ...
+
+    def add_review(self, item: ReviewItem) -> int: ...
+
+    def reviews(self, status: str, limit: int, source_id: str | None = None) -> list[ReviewItem]:
+        """Oldest first."""
+
+    def set_review(self, review_id: int, status: str, decided_by: str | None) -> None: ...
+
+    def scan(self, after: str | None, limit: int) -> list[IdentityLink]:
+        """Links by source id (for key rotation)."""
+
+    def count(self) -> int: ...
+
+
 class VersionConflict(Exception):
     """The current version is not the one the write expected (a concurrent writer won)."""
 
@@ -293,6 +372,10 @@ class UnitOfWork(Protocol):
     def count_history(self, query: HistoryQuery) -> int: ...
 
     def append_audit(self, records: Sequence[AuditRecord]) -> None: ...
+
+    @property
+    def identity(self) -> IdentityTables:
+        """The master patient index's tables, in this transaction."""
 
 
 class Store(Protocol):

@@ -35,6 +35,7 @@ from hie.storage.ports import (
     VersionConflict,
 )
 from hie.storage.sql.engine import WRITE_OPTION, is_sqlite, writer_gate
+from hie.storage.sql.identity import SqlIdentityTables
 from hie.storage.sql.index_tables import ALL_TABLES, group
 from hie.storage.sql.index_tables import columns as table_columns
 from hie.storage.sql.models import ResourceRow, VersionRow
@@ -75,6 +76,14 @@ class SqlUnitOfWork:
         self._pending: list[NewVersion] = []
         self._audit_log = audit
         self._audit: list[AuditRecord] = []
+        self._identity: SqlIdentityTables | None = None
+
+    @property
+    def identity(self) -> SqlIdentityTables:
+        self.flush()
+        if self._identity is None:
+            self._identity = SqlIdentityTables(self._conn)
+        return self._identity
 
     # -- reads ---------------------------------------------------------------
 
@@ -92,8 +101,21 @@ class SqlUnitOfWork:
 
     def get(self, type_: str, id_: str) -> StoredResource | None:
         self.flush()
-        row = self._conn.execute(_GET_CURRENT, {"g_type": type_, "g_id": id_}).first()
-        return self._stored(row) if row else None
+        # Driver level: the statement is fixed, and SQLAlchemy's execution path costs
+        # more than the indexed lookup (every update and conditional write reads first).
+        sql = _GET_CURRENT_SQLITE if self._sqlite else _GET_CURRENT_PG
+        row = self._conn.exec_driver_sql(sql, (type_, id_)).first()
+        if row is None:
+            return None
+        return StoredResource(
+            type=row[0],
+            id=row[1],
+            version=row[2],
+            last_updated=from_us(row[3]),
+            deleted=bool(row[4]),
+            content=bytes(row[5]),
+            custodian=row[6],
+        )
 
     def get_version(self, type_: str, id_: str, version: int) -> StoredResource | None:
         self.flush()
@@ -301,6 +323,9 @@ _BATCH = 500
 _GET_CURRENT = select(
     R.c.type, R.c.id, R.c.version, R.c.last_updated_us, R.c.deleted, R.c.content, R.c.custodian
 ).where(R.c.type == bindparam("g_type"), R.c.id == bindparam("g_id"))
+_GET_COLUMNS = "type, id, version, last_updated_us, deleted, content, custodian"
+_GET_CURRENT_SQLITE = f"SELECT {_GET_COLUMNS} FROM resource WHERE type = ? AND id = ?"
+_GET_CURRENT_PG = f"SELECT {_GET_COLUMNS} FROM resource WHERE type = %s AND id = %s"
 # Built once: constructing statements per call costs more than executing them.
 _INSERT_CURRENT = insert(R).returning(R.c.pk, sort_by_parameter_order=True)
 _UPDATE_CURRENT = (

@@ -13,6 +13,13 @@ from hie.cli import main
 from hie.context import RequestContext
 from hie.settings import Settings
 
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Plain FHIR storage: these tests count Patients, so no enterprise Patients."""
+    return settings.replace(identity__enabled=False)
+
+
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "fhir"
 
 
@@ -21,6 +28,7 @@ def env_for(settings: Settings, tmp_path: Path) -> dict[str, str]:
         "HIE_DATABASE_URL": settings.database.url,
         "HIE_DATA_DIR": str(tmp_path / "var"),
         "HIE_CONFIG_DIR": str(Path(__file__).parents[3] / "config"),
+        "HIE_IDENTITY_ENABLED": "true" if settings.identity.enabled else "false",
     }
 
 

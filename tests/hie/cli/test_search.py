@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from hie.app import build_services
@@ -11,6 +12,12 @@ from hie.cli import main
 from hie.context import RequestContext
 from hie.settings import Settings
 from tests.hie.cli.test_importing import env_for
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Plain FHIR storage: these tests count Patients, so no enterprise Patients."""
+    return settings.replace(identity__enabled=False)
 
 
 def found(settings: Settings, rtype: str, params: list[tuple[str, str]]) -> int:

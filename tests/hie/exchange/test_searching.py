@@ -19,8 +19,16 @@ from hie.exchange.searching import decode_cursor, encode_cursor
 from hie.fhir.types import SERVED_TYPES
 from hie.fhir.validation import load_validator
 from hie.search import Extractor, default_registry
+from hie.settings import Settings
 from hie.storage.ports import Cursor, Visibility
 from tests.support import Api
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Plain FHIR storage: these tests count Patients, so no enterprise Patients."""
+    return settings.replace(identity__enabled=False)
+
 
 LOINC = "http://loinc.org"
 

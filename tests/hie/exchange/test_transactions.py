@@ -10,7 +10,15 @@ import orjson
 import pytest
 
 from hie.fhir.references import iter_references
+from hie.settings import Settings
 from tests.support import Api
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Plain FHIR storage: these tests count Patients, so no enterprise Patients."""
+    return settings.replace(identity__enabled=False)
+
 
 BUNDLES = Path(__file__).parents[2] / "fixtures" / "fhir" / "synthea-bundles"
 # Bundles that must fail, and why (see tests/fixtures/fhir/PROVENANCE.md).

@@ -10,7 +10,14 @@ import pytest
 from hie.app import create_app
 from hie.auth.keys import load_or_create_signing_key
 from hie.auth.tokens import TokenIssuer
+from hie.settings import Settings
 from tests.support import Api
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Plain FHIR storage: these tests count Patients, so no enterprise Patients."""
+    return settings.replace(identity__enabled=False)
 
 
 def patient(mrn: str = "m1", **extra: Any) -> dict[str, Any]:
