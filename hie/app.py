@@ -117,8 +117,14 @@ def build_audit_log(
     shares the clinical database (then writes chain their records in their own transaction)."""
     db, audit = settings.database, settings.audit
     url = audit.database_url or db.url
-    engine = build_engine(url, synchronous=db.sqlite_synchronous, pool_size=audit.pool_size)
-    log = SqlAuditLog(engine, sign=signer, checkpoint_every=audit.checkpoint_every)
+    mode = audit.synchronous.upper()
+    engine = build_engine(url, synchronous=mode, pool_size=audit.pool_size)
+    log = SqlAuditLog(
+        engine,
+        sign=signer,
+        checkpoint_every=audit.checkpoint_every,
+        durable=mode in ("FULL", "EXTRA"),
+    )
     return log, url == db.url
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -28,7 +28,6 @@ from sqlalchemy import (
     Table,
     and_,
     exists,
-    insert,
     select,
     text,
 )
@@ -44,7 +43,7 @@ from hie.storage.ports import (
     StoredAudit,
     chain_hash,
 )
-from hie.storage.sql.engine import WRITE_OPTION, is_sqlite, writer_gate
+from hie.storage.sql.engine import is_sqlite, writer_gate
 from hie.storage.sql.models import NAMING
 from hie.storage.sql.store import from_us, to_us
 
@@ -102,7 +101,6 @@ CHECKPOINT = Table(
 
 # Any constant: the one advisory lock that serialises appends to the chain.
 _CHAIN_LOCK = 0x6869655F61756474
-_HEAD = select(EVENT.c.seq, EVENT.c.hash).order_by(EVENT.c.seq.desc()).limit(1)
 _COLUMNS = (
     EVENT.c.seq,
     EVENT.c.recorded_us,
@@ -116,9 +114,17 @@ class SqlAuditLog:
     """``hie.storage.ports.AuditLog`` over its own engine (maybe the main database's URL)."""
 
     def __init__(
-        self, engine: Engine, *, sign: Sign | None = None, checkpoint_every: int = 10_000
+        self,
+        engine: Engine,
+        *,
+        sign: Sign | None = None,
+        checkpoint_every: int = 10_000,
+        durable: bool = True,
     ) -> None:
+        """``durable=False``: on PostgreSQL the appends of ``append`` commit without
+        waiting for the WAL flush (SQLite: give the engine synchronous=NORMAL)."""
         self.engine = engine
+        self._durable = durable
         url = engine.url.render_as_string(hide_password=False)
         self._sqlite = is_sqlite(url)
         self._gate = writer_gate(url)
@@ -130,6 +136,11 @@ class SqlAuditLog:
             f"VALUES ({', '.join(mark for _ in EVENT.columns)})"
         )
         self._sql_ref = f"INSERT INTO audit_ref (seq, kind, ref) VALUES ({mark}, {mark}, {mark})"
+        self._sql_head = "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1"
+        self._sql_checkpoint = (
+            "INSERT INTO audit_checkpoint (seq, hash, signed_us, key_id, signature) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})"
+        )
         self._sql_links = (
             "SELECT seq, recorded_us, content, prev_hash, hash FROM audit_event "
             f"WHERE seq > {mark} ORDER BY seq"
@@ -138,19 +149,52 @@ class SqlAuditLog:
     # -- appending -------------------------------------------------------------
 
     def append(self, records: Sequence[AuditRecord]) -> None:
+        # The whole group commit on the driver: SQLAlchemy's transaction and statement
+        # machinery cost more than appending a small batch.
         gate = self._gate.held() if self._gate else nullcontext()
-        with self.engine.connect() as conn, gate:
-            conn = conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
-                self.append_in(conn, records)
+        with gate:
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                try:
+                    if self._sqlite:
+                        cursor.execute("BEGIN IMMEDIATE")
+                    elif not self._durable:
+                        cursor.execute("SET LOCAL synchronous_commit = off")
+                    self._append(cursor, records)
+                finally:
+                    cursor.close()
+                if self._sqlite:
+                    raw.execute("COMMIT")
+                else:
+                    raw.commit()
+            except BaseException:
+                if self._sqlite:
+                    with suppress(Exception):  # no transaction may be open
+                        raw.execute("ROLLBACK")
+                else:
+                    raw.rollback()
+                raise
+            finally:
+                raw.close()
 
     def append_in(self, conn: Connection, records: Sequence[AuditRecord]) -> None:
         """Chain ``records`` inside the caller's write transaction on this database."""
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            self._append(cursor, records)
+        finally:
+            cursor.close()
+
+    def _append(self, cursor: Any, records: Sequence[AuditRecord]) -> None:
         if not records:
             return
         if not self._sqlite:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
-        head = conn.execute(_HEAD).first()
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_CHAIN_LOCK,))
+        cursor.execute(self._sql_head)
+        head = cursor.fetchone()
         first, prev = (int(head[0]), bytes(head[1])) if head else (0, GENESIS)
         seq = first
         events: list[tuple[Any, ...]] = []
@@ -179,28 +223,12 @@ class SqlAuditLog:
             refs.extend((seq, "p", p) for p in r.patients)
             refs.extend((seq, "e", e) for e in r.entities)
             prev = digest
-        # Straight to the driver: SQLAlchemy's executemany costs ~20 µs a row.
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        cursor = raw.cursor()
-        try:
-            cursor.executemany(self._sql_event, events)
-            if refs:
-                cursor.executemany(self._sql_ref, refs)
-        finally:
-            cursor.close()
+        cursor.executemany(self._sql_event, events)
+        if refs:
+            cursor.executemany(self._sql_ref, refs)
         if self._sign is not None and seq // self._every > first // self._every:
             key_id, signature = self._sign(seq, prev)
-            conn.execute(
-                insert(CHECKPOINT),
-                {
-                    "seq": seq,
-                    "hash": prev,
-                    "signed_us": events[-1][1],
-                    "key_id": key_id,
-                    "signature": signature,
-                },
-            )
+            cursor.execute(self._sql_checkpoint, (seq, prev, events[-1][1], key_id, signature))
 
     # -- reading ---------------------------------------------------------------
 
