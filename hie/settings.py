@@ -78,6 +78,8 @@ class Hl7Settings(_Section):
     default_charset: str = "GB18030"
     default_tz: str = "+08:00"
     workers: int = 2
+    # Extra mapping processes (hie hl7 work) started by hie mllp; threads share one GIL.
+    worker_processes: int = 1
     conceptmaps: str = ""
     application: str = "HIE"
     facility: str = ""

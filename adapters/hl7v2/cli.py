@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 from pathlib import Path
 
 import click
@@ -29,7 +31,8 @@ from adapters.hl7v2.ports import Hl7Environment
 from adapters.hl7v2.senders import Sender, SenderError, SenderRegistry
 from adapters.hl7v2.service import Hl7Service
 from adapters.hl7v2.strict import validate_strict
-from adapters.hl7v2.worker import Worker
+from adapters.hl7v2.worker import Worker, WorkerConfig
+from hie.processes import spawn_hie, stop_all
 from terminology.conceptmaps import load_conceptmaps
 
 
@@ -38,6 +41,11 @@ def _env() -> Hl7Environment:
     if obj is None:
         raise click.UsageError("no application environment (run through the hie command)")
     return obj  # type: ignore[no-any-return]
+
+
+def _inbox(env: Hl7Environment, *, keep_connection: bool = False) -> Inbox:
+    # Raw messages hold resident ID and phone numbers: sealed at rest on every path.
+    return Inbox(env.engine(), keep_connection=keep_connection, raw_cipher=env.raw_cipher())
 
 
 def _config(env: Hl7Environment) -> Hl7Config:
@@ -139,7 +147,7 @@ def _describe(s: Sender) -> str:
 @click.option("--limit", default=100, show_default=True)
 def errors(rejected: bool, limit: int) -> None:
     """List failed messages with their reasons."""
-    entries = list_errors(Inbox(_env().engine()), rejected=rejected, limit=limit)
+    entries = list_errors(_inbox(_env()), rejected=rejected, limit=limit)
     for e in entries:
         sender_label = f"{e.sending_application}|{e.sending_facility}"
         click.echo(
@@ -158,7 +166,7 @@ def replay_command(ids: tuple[int, ...], failed: bool, wait: bool) -> None:
     """Map failed messages again (for example after a code map was fixed)."""
     env = _env()
     engine = env.engine()
-    inbox, registry = Inbox(engine), SenderRegistry(engine)
+    inbox, registry = _inbox(env), SenderRegistry(engine)
     queued, problems = replay(inbox, ids, failed=failed)
     for problem in problems:
         click.echo(problem, err=True)
@@ -178,7 +186,7 @@ def import_command(files: tuple[str, ...], map_now: bool) -> None:
     env = _env()
     engine = env.engine()
     config = _config(env)
-    inbox, registry = Inbox(engine), SenderRegistry(engine)
+    inbox, registry = _inbox(env), SenderRegistry(engine)
     intake = Intake(
         registry,
         AckBuilder(config.application, config.facility),
@@ -209,10 +217,47 @@ def _report(inbox: Inbox, ids: list[int]) -> None:
             click.echo(f"{i}\t{entry.state}{suffix}")
 
 
+@hl7.command("work")
+def work() -> None:
+    """Map received messages (hl7.workers threads) until stopped; hie mllp starts these."""
+    env = _env()
+    config = _config(env)
+    engine = env.engine()
+    inbox, registry = _inbox(env, keep_connection=True), SenderRegistry(engine)
+    maps = load_conceptmaps(*config.conceptmaps)
+    acks = AckBuilder(config.application, config.facility)
+    exchange = env.exchange()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    threads = []
+    for i in range(config.workers):
+        worker = Worker(
+            inbox,
+            registry,
+            exchange,
+            name=f"hl7-work-{os.getpid()}-{i}",
+            maps=maps,
+            ack_builder=acks,
+            config=WorkerConfig(
+                batch=config.worker_batch,
+                lease_seconds=config.lease_seconds,
+                max_attempts=config.max_attempts,
+            ),
+        )
+        thread = threading.Thread(target=worker.run, args=(stop,), name=worker.name)
+        thread.start()
+        threads.append(thread)
+    stop.wait()
+    for thread in threads:
+        thread.join(timeout=30)
+    inbox.close()
+
+
 @hl7.command("status")
 def status() -> None:
     """Inbox message counts by state."""
-    for state, count in Inbox(_env().engine()).counts().items():
+    for state, count in _inbox(_env()).counts().items():
         click.echo(f"{state}\t{count}")
 
 
@@ -237,7 +282,12 @@ def mllp(host: str | None, port: int | None) -> None:
     )
     # raw messages hold resident ID and phone numbers: sealed at rest
     service = Hl7Service(env.engine(), env.exchange(), config, raw_cipher=env.raw_cipher())
-    asyncio.run(_serve(service))
+    # Mapping is CPU-bound Python: more processes, not more threads, use more cores.
+    children = [spawn_hie("hl7", "work") for _ in range(config.worker_processes)]
+    try:
+        asyncio.run(_serve(service))
+    finally:
+        stop_all(children)
 
 
 async def _serve(service: Hl7Service) -> None:

@@ -24,6 +24,7 @@ class Hl7Config:
     accept_unregistered: bool = False
     defaults: SenderDefaults = field(default_factory=SenderDefaults)
     workers: int = 2
+    worker_processes: int = 1
     worker_batch: int = 32
     lease_seconds: float = 300.0
     max_attempts: int = 5
@@ -50,6 +51,7 @@ class Hl7Config:
                 tz_offset=hl7.default_tz,
             ),
             workers=hl7.workers,
+            worker_processes=hl7.worker_processes,
             application=hl7.application,
             facility=hl7.facility,
             conceptmaps=tuple(p.strip() for p in hl7.conceptmaps.split(",") if p.strip()),

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
-import signal
-import subprocess
-import sys
-
 import click
 
 from hie.auth.keys import load_or_create_signing_key
+from hie.processes import spawn_hie, stop_all
 from hie.settings import load_settings
 from hie.storage.sql.engine import build_engine
 from hie.storage.sql.migrate import current_revision, head_revision
@@ -38,7 +34,7 @@ def serve(workers: int | None) -> None:
     click.echo(
         f'hie: then:  curl -H "Authorization: Bearer $TOKEN" {settings.fhir_base_url}/Patient'
     )
-    listeners = [_spawn("dicom"), _spawn("mllp")]
+    listeners = [spawn_hie("dicom"), spawn_hie("mllp")]
     server = Granian(
         "hie.app:wsgi_app",
         address=settings.host,
@@ -53,21 +49,4 @@ def serve(workers: int | None) -> None:
     try:
         server.serve()
     finally:
-        for child in listeners:
-            child.terminate()
-        for child in listeners:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-
-
-def _die_with_parent() -> None:
-    # A listener must not outlive `hie serve`, even if it is killed outright.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _spawn(command: str) -> subprocess.Popen[bytes]:
-    """Run `hie <command>` (a protocol listener) as a child process."""
-    return subprocess.Popen([sys.executable, "-m", "hie", command], preexec_fn=_die_with_parent)
+        stop_all(listeners)

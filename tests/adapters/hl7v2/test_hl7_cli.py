@@ -28,6 +28,9 @@ class Env:
     def exchange(self) -> Exchange:
         return self.fhir
 
+    def raw_cipher(self) -> None:
+        return None
+
 
 @click.group()
 def hie() -> None:
