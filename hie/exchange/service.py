@@ -282,7 +282,7 @@ class Exchange:
         resource_type: str | None = None,
         resource_id: str | None = None,
         query: str | None = None,
-        outcome: Outcome = Outcome.SUCCESS,
+        outcome: Outcome | str = Outcome.SUCCESS,
         uow: UnitOfWork | None = None,
         stored: StoredResource | None = None,
         patients: Iterable[str] = (),
@@ -302,6 +302,8 @@ class Exchange:
         elif resource_type == "Patient" and resource_id:
             found.add(f"Patient/{resource_id}")
         entities = (f"{resource_type}/{resource_id}",) if resource_type and resource_id else ()
+        if not isinstance(outcome, Outcome):  # the plain words of the first sink's callers
+            outcome = Outcome.SUCCESS if outcome in ("success", "0") else Outcome.MINOR
         record = self._auditor.build(
             ctx,
             Audited(

@@ -231,3 +231,20 @@ def test_concurrent_reads_make_one_unbroken_chain(
         seqs = [r[0] for r in conn.execute(sa.text("SELECT seq FROM audit_event ORDER BY seq"))]
     assert seqs == list(range(1, len(seqs) + 1))
     assert len(seqs) == 201
+
+
+def test_other_ways_in_record_through_the_exchange(
+    api: Api, services: Services, auditor: str
+) -> None:
+    reader = RequestContext(
+        actor="card-reader-7", organization="Organization/clinic", source="10.0.0.7"
+    )
+    services.exchange.record(reader, "identify", kind="card", patients={"Patient/p9"})
+    services.exchange.record(
+        reader, "identify", kind="card", outcome="denied", detail="card revoked"
+    )
+    found = events(api, auditor, "patient=Patient/p9&type=card")
+    assert [e["outcome"] for e in found] == ["0"]
+    refused = events(api, auditor, "agent=card-reader-7&outcome=4")
+    assert refused[0]["outcomeDesc"] == "card revoked"
+    assert refused[0]["agent"][0]["network"]["address"] == "10.0.0.7"
