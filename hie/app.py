@@ -7,13 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from sqlalchemy import Engine
 from werkzeug.exceptions import HTTPException
 
 from adapters.dicom.dicomweb import create_blueprint as create_dicomweb_blueprint
 from adapters.dicom.index import DuplicatePolicy, session_factory
 from adapters.dicom.service import DicomConfig, DicomService
+from card.assembly import build_card_service
+from card.rest import http_problem
+from card.rest import register as register_card_api
+from card.service import CardService
 from hie import __version__
 from hie.audit.chain import CheckpointSigner
 from hie.audit.sink import AuditSink, GroupCommitAuditSink, NoAudit
@@ -33,6 +37,7 @@ from hie.search import Extractor, default_registry
 from hie.settings import Settings, load_settings
 from hie.storage.sql.audit import SqlAuditLog
 from hie.storage.sql.engine import build_engine
+from hie.storage.sql.grants import SqlGrantStore
 from hie.storage.sql.store import SqlStore
 
 Clock = Callable[[], datetime]
@@ -55,6 +60,7 @@ class Services:
     issuer: TokenIssuer
     verifier: TokenVerifier
     dicom: DicomService
+    card: CardService
 
     def close(self) -> None:
         self.dicom.stop()
@@ -102,11 +108,13 @@ def build_services(
         default_count=settings.fhir.default_count,
         max_count=settings.fhir.max_count,
         audit_log=audit_log,
+        grants=SqlGrantStore(engine),
         **build_identity(settings, clock=clock),
     )
     dicom = DicomService(dicom_config(settings), exchange, session_factory(engine))
+    card = build_card_service(settings, engine, exchange, clock)
     return Services(
-        settings, engine, store, audit_sink, audit_log, exchange, issuer, verifier, dicom
+        settings, engine, store, audit_sink, audit_log, exchange, issuer, verifier, dicom, card
     )
 
 
@@ -159,6 +167,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         url_prefix="/fhir",
     )
 
+    register_card_api(app, services.card, authenticate)
+
     # The DICOMweb workers index what STOW-RS stores and keep ImagingStudy current;
     # the DIMSE listener runs in its own process (hie dicom, started by hie serve).
     services.dicom.start(listen=False)
@@ -189,6 +199,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
+        if request.path.startswith("/card/"):
+            return http_problem(error)
         return http.http_error_response(error)
 
     @app.errorhandler(Exception)

@@ -105,6 +105,12 @@ class IdentitySettings(_Section):
     max_candidates: int = 200
 
 
+class CardSettings(_Section):
+    qr_ttl: int = 60
+    checkin_grant_hours: float = 24.0
+    organization: str = "Organization/mianzhou-pass"
+
+
 class Settings(_Section):
     host: str = "127.0.0.1"
     database: DatabaseSettings = DatabaseSettings()
@@ -116,6 +122,7 @@ class Settings(_Section):
     mllp: MllpSettings = MllpSettings()
     hl7: Hl7Settings = Hl7Settings()
     dicom: DicomSettings = DicomSettings()
+    card: CardSettings = CardSettings()
     identity: IdentitySettings = IdentitySettings()
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from adapters.hl7v2.cli import hl7, mllp
+from card.cli import card
 from hie import __version__
 from hie.cli.audit import audit
 from hie.cli.db import db
@@ -35,5 +36,6 @@ main.add_command(hl7)
 main.add_command(mllp)
 main.add_command(search)
 main.add_command(audit)
+main.add_command(card)
 main.add_command(keys)
 main.add_command(identity)

@@ -124,14 +124,15 @@ def _rewrap(batch: int, index: bool) -> None:
                     after = found[-1].source_id
                     progress.advance(linked, len(found))
         inbox = _rewrap_inbox(services, batch)
+        holders = services.card.rewrap(batch=batch)  # card holders' sealed ID and phone
         if index:
             done = services.exchange.reindex(None, batch=batch)
             console.print(f"reindexed {done} resources")
     finally:
         services.close()
     click.echo(
-        f"re-encrypted {changed} resource versions, {links} index records"
-        f" and {inbox} HL7 inbox messages"
+        f"re-encrypted {changed} resource versions, {links} index records,"
+        f" {inbox} HL7 inbox messages and {holders} card holders"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
@@ -17,6 +18,7 @@ from hie.audit.event import Access as Audited
 from hie.audit.event import AuditBuilder, Outcome, patients_in, patients_in_query
 from hie.audit.sink import AuditSink
 from hie.consent.decision import Access, Decide
+from hie.consent.grants import Grant, GrantStore, MemoryGrantStore
 from hie.context import Interaction, RequestContext
 from hie.errors import (
     BadRequest,
@@ -123,6 +125,7 @@ class Exchange:
         visibility: VisibilityPolicy = see_everything,
         audit_log: AuditLog | None = None,
         audit_builder: AuditBuilder | None = None,
+        grants: GrantStore | None = None,
         protection: Protection | None = None,
         mpi: MasterPatientIndex | None = None,
     ) -> None:
@@ -153,6 +156,7 @@ class Exchange:
         self._max_count = max_count
         self._indexer = extractor
         self._visibility = visibility
+        self.grants: GrantStore = grants if grants is not None else MemoryGrantStore()
         self._unindexed = extractor.unindexed()
         parser = QueryParser(
             extractor.registry,
@@ -302,6 +306,8 @@ class Exchange:
         elif resource_type == "Patient" and resource_id:
             found.add(f"Patient/{resource_id}")
         entities = (f"{resource_type}/{resource_id}",) if resource_type and resource_id else ()
+        if kind == "rest" and action.startswith("card."):
+            kind = "card"  # the card service's operations (card.identify, card.qr...)
         if not isinstance(outcome, Outcome):  # the plain words of the first sink's callers
             outcome = Outcome.SUCCESS if outcome in ("success", "0") else Outcome.MINOR
         record = self._auditor.build(
@@ -970,6 +976,31 @@ class Exchange:
             patients=patients,
         )
         return visible
+
+    # -- access grants (hie.consent.grants) ----------------------------------------
+
+    def record_grant(self, ctx: RequestContext, grant: Grant) -> Grant:
+        """Record a time-limited access grant (e.g. card-presented treatment access)."""
+        stored = self.grants.add(grant)
+        patient_type, _, patient_id = grant.patient.partition("/")
+        self.record(
+            ctx,
+            "grant",
+            resource_type=patient_type or None,
+            resource_id=patient_id or None,
+            query=f"organization={grant.organization}&purpose={grant.purpose}&basis={grant.basis}",
+        )
+        return stored
+
+    def active_grants(
+        self,
+        patients: Collection[str],
+        organization: str,
+        at: datetime | None = None,
+        purpose: str | None = None,
+    ) -> list[Grant]:
+        """Grants in force for any of ``patients`` to ``organization`` at ``at`` (now)."""
+        return self.grants.active(patients, organization, at or self._clock(), purpose)
 
     # -- bundles and validation --------------------------------------------------
 

@@ -135,7 +135,7 @@ def test_adt_feeds_from_two_hospitals_link_and_an_a40_merge_flows_in(services: S
     }
     rotated = CliRunner().invoke(main, ["keys", "rotate"], env=env)
     assert rotated.exit_code == 0, rotated.output
-    assert "and 4 HL7 inbox messages" in rotated.output
+    assert "4 HL7 inbox messages" in rotated.output
     current = load_keyring(services.settings.data_dir).encryption.current
     inbox = Inbox(services.engine, raw_cipher=services.exchange.raw_sealer("hl7.inbox.raw"))
     with services.engine.connect() as conn:

@@ -1,0 +1,215 @@
+"""Readers: identify by card number or dynamic QR token, and check-in with its grant."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from card.qr import QrTokens
+from hie.app import build_services, create_app
+from hie.context import RequestContext
+from hie.settings import Settings
+from tests.card.conftest import ORG, OTHER_ORG, CardApi, Clock, holder, problem_type, resident_id
+
+
+def _qr(card_api: CardApi, card_no: str) -> str:
+    res = card_api.call("POST", f"/cards/{card_no}/qr", scope="card.read")
+    assert res.status_code == 201, res.get_json()
+    body = res.get_json()
+    assert body["expires_in"] == 60
+    return str(body["qr"])
+
+
+def test_identify_by_card_number_masks_demographics(card_api: CardApi) -> None:
+    issued = card_api.issue(holder())
+    res = card_api.call("POST", "/identify", {"card_no": issued["card_no"]}, scope="card.identify")
+    assert res.status_code == 200
+    body = res.get_json()
+    assert body["patient"] == issued["patient"]
+    assert body["status"] == "active"
+    assert body["holder"] == {
+        "name": "张*",
+        "gender": "male",
+        "birth_year": 1980,
+        "resident_id": resident_id()[:6] + "********" + resident_id()[-4:],
+        "phone": "138****5678",
+    }
+    # spaced display form is accepted
+    spaced = " ".join(issued["card_no"][i : i + 4] for i in range(0, 16, 4))
+    res = card_api.call("POST", "/identify", {"card_no": spaced}, scope="card.identify")
+    assert res.get_json()["card_no"] == issued["card_no"]
+
+
+def test_identify_refusals(card_api: CardApi) -> None:
+    no = card_api.issue(holder())["card_no"]
+    res = card_api.call("POST", "/identify", {"card_no": no}, scope="card.read")
+    assert problem_type(res) == "insufficient-scope"
+    res = card_api.call("POST", "/identify", {}, scope="card.identify")
+    assert problem_type(res) == "bad-request"
+    res = card_api.call("POST", "/identify", {"card_no": no, "qr": "x"}, scope="card.identify")
+    assert problem_type(res) == "bad-request"
+    res = card_api.call("POST", "/identify", {"card_no": no[:-1] + "x"}, scope="card.identify")
+    assert problem_type(res) == "invalid-card-number"
+    card_api.call("POST", f"/cards/{no}/report-loss", None, scope="card.manage")
+    res = card_api.call("POST", "/identify", {"card_no": no}, scope="card.identify")
+    assert res.status_code == 403
+    assert problem_type(res) == "card-lost"
+
+
+def test_qr_identifies_once(card_api: CardApi) -> None:
+    issued = card_api.issue(holder())
+    token = _qr(card_api, issued["card_no"])
+    res = card_api.call("POST", "/identify", {"qr": token}, scope="card.identify")
+    assert res.status_code == 200
+    assert res.get_json()["patient"] == issued["patient"]
+    res = card_api.call("POST", "/identify", {"qr": token}, scope="card.identify")
+    assert res.status_code == 401
+    assert problem_type(res) == "qr-reused"
+
+
+def test_qr_expires(card_api: CardApi, clock: Clock) -> None:
+    no = card_api.issue(holder())["card_no"]
+    token = _qr(card_api, no)
+    clock.advance(59)
+    assert (
+        card_api.call("POST", "/identify", {"qr": token}, scope="card.identify").status_code == 200
+    )
+    token = _qr(card_api, no)
+    clock.advance(60)
+    res = card_api.call("POST", "/identify", {"qr": token}, scope="card.identify")
+    assert res.status_code == 401
+    assert problem_type(res) == "qr-expired"
+
+
+def test_forged_and_tampered_qr_refused(card_api: CardApi, clock: Clock) -> None:
+    no = card_api.issue(holder())["card_no"]
+    other = card_api.issue(holder(seq=124, name="李娜"))["card_no"]
+    token = _qr(card_api, no)
+    # another key
+    forger = QrTokens(Ed25519PrivateKey.generate(), issuer="hie", ttl=60, clock=clock)
+    res = card_api.call("POST", "/identify", {"qr": forger.issue(no)[0]}, scope="card.identify")
+    assert problem_type(res) == "qr-invalid"
+    # the payload moved to another card, keeping the signature
+    head, payload, sig = token.split(".")
+    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = other
+    moved = base64.urlsafe_b64encode(orjson.dumps(claims)).rstrip(b"=").decode()
+    res = card_api.call("POST", "/identify", {"qr": f"{head}.{moved}.{sig}"}, scope="card.identify")
+    assert res.status_code == 401
+    assert problem_type(res) == "qr-invalid"
+    for junk in ("", "abc", "a.b.c"):
+        res = card_api.call("POST", "/identify", {"qr": junk or "x"}, scope="card.identify")
+        assert problem_type(res) == "qr-invalid"
+    # an access token is not a QR token
+    res = card_api.call(
+        "POST", "/identify", {"qr": card_api.token("card.identify")}, scope="card.identify"
+    )
+    assert problem_type(res) == "qr-invalid"
+    # the genuine one still works once
+    assert (
+        card_api.call("POST", "/identify", {"qr": token}, scope="card.identify").status_code == 200
+    )
+
+
+def test_qr_bound_to_card_status(card_api: CardApi) -> None:
+    no = card_api.issue(holder())["card_no"]
+    token = _qr(card_api, no)
+    card_api.call("POST", f"/cards/{no}/cancel", {"reason": "death"}, scope="card.manage")
+    res = card_api.call("POST", "/identify", {"qr": token}, scope="card.identify")
+    assert problem_type(res) == "card-cancelled"
+    res = card_api.call("POST", f"/cards/{no}/qr", scope="card.read")
+    assert problem_type(res) == "card-cancelled"
+
+
+def test_check_in_creates_encounter_and_grant(card_api: CardApi, clock: Clock) -> None:
+    issued = card_api.issue(holder())
+    token = _qr(card_api, issued["card_no"])
+    res = card_api.call("POST", "/check-in", {"qr": token}, scope="card.identify", org=ORG)
+    assert res.status_code == 201, res.get_json()
+    body = res.get_json()
+    assert body["patient"] == issued["patient"]
+    exchange = card_api.services.exchange
+    enc_id = body["encounter"].split("/")[1]
+    encounter = orjson.loads(exchange.read(RequestContext.system(), "Encounter", enc_id).content)
+    assert encounter["status"] == "arrived"
+    assert encounter["subject"]["reference"] == issued["patient"]
+    assert encounter["serviceProvider"]["reference"] == ORG
+    grants = exchange.active_grants([issued["patient"]], ORG, clock.now + timedelta(hours=23))
+    assert len(grants) == 1
+    assert grants[0].purpose == "TREAT"
+    assert grants[0].basis == "card-presented"
+    assert grants[0].evidence == body["encounter"]
+    assert exchange.active_grants([issued["patient"]], OTHER_ORG, clock.now) == []
+    assert exchange.active_grants([issued["patient"]], ORG, clock.now + timedelta(hours=25)) == []
+    # by card number too; a reader without an organisation is refused
+    res = card_api.call(
+        "POST", "/check-in", {"card_no": issued["card_no"]}, scope="card.identify", org=OTHER_ORG
+    )
+    assert res.status_code == 201
+    res = card_api.call(
+        "POST", "/check-in", {"card_no": issued["card_no"]}, scope="card.identify", org=None
+    )
+    assert problem_type(res) == "no-organization"
+
+
+def test_card_operations_are_audited_without_identifiers(card_api: CardApi) -> None:
+    issued = card_api.issue(holder())
+    no = issued["card_no"]
+    card_api.call("POST", "/identify", {"card_no": no}, scope="card.identify")
+    card_api.call("POST", "/check-in", {"card_no": no}, scope="card.identify")
+    card_api.call("POST", f"/cards/{no}/report-loss", None, scope="card.manage")
+    card_api.call("POST", "/identify", {"card_no": no}, scope="card.identify")
+    card_api.services.audit.close()
+    with card_api.services.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT action, outcome, resource_id, query FROM audit_log "
+                "WHERE action LIKE 'card.%' ORDER BY seq"
+            )
+        ).all()
+        dump = " ".join(str(r) for r in conn.execute(sa.text("SELECT * FROM audit_log")).all())
+    pid = issued["patient"].split("/")[1]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("card.issue", "success"),
+        ("card.identify", "success"),
+        ("card.check-in", "success"),
+        ("card.report-loss", "success"),
+        ("card.identify", "refused"),
+    ]
+    assert all(r[2] == pid and r[3] == f"card_no={no}" for r in rows)
+    assert resident_id() not in dump
+    assert "13812345678" not in dump
+
+
+def test_qr_lifetime_and_grant_period_come_from_settings(
+    db_url: str, tmp_path: Path, clock: Clock
+) -> None:
+    settings = Settings().replace(
+        database__url=db_url,
+        data__dir=str(tmp_path / "var"),
+        card__qr_ttl=5,
+        card__checkin_grant_hours=2,
+    )
+    services = build_services(settings, clock=clock)
+    try:
+        api = CardApi(create_app(services=services).test_client(), services)
+        issued = api.issue(holder())
+        res = api.call("POST", f"/cards/{issued['card_no']}/qr", scope="card.read")
+        assert res.get_json()["expires_in"] == 5
+        token = res.get_json()["qr"]
+        clock.advance(5)
+        res = api.call("POST", "/check-in", {"qr": token}, scope="card.identify")
+        assert problem_type(res) == "qr-expired"
+        res = api.call("POST", "/check-in", {"card_no": issued["card_no"]}, scope="card.identify")
+        assert res.status_code == 201
+        patient = issued["patient"]
+        exchange = services.exchange
+        assert exchange.active_grants([patient], ORG, clock.now + timedelta(minutes=119))
+        assert not exchange.active_grants([patient], ORG, clock.now + timedelta(minutes=120))
+    finally:
+        services.close()
