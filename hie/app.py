@@ -22,8 +22,11 @@ from hie import __version__
 from hie.audit.chain import CheckpointSigner
 from hie.audit.sink import AuditSink, GroupCommitAuditSink, NoAudit
 from hie.auth.keys import load_or_create_signing_key
+from hie.auth.services import AuthServices, build_auth
 from hie.auth.tokens import TokenIssuer, TokenVerifier
 from hie.consent.decision import permit_all
+from hie.crypto.fields import FieldCipher
+from hie.crypto.keyring import load_keyring
 from hie.errors import FhirError
 from hie.exchange import Exchange
 from hie.fhir.types import SERVED_TYPES
@@ -32,6 +35,7 @@ from hie.identity_wiring import build_identity
 from hie.rest import http
 from hie.rest.auth import bearer_authenticator
 from hie.rest.fhir import create_fhir_blueprint
+from hie.rest.oauth import create_oauth_blueprint
 from hie.rest.reads import ReadPath
 from hie.search import Extractor, default_registry
 from hie.settings import Settings, load_settings
@@ -39,6 +43,7 @@ from hie.storage.sql.audit import SqlAuditLog
 from hie.storage.sql.engine import build_engine
 from hie.storage.sql.grants import SqlGrantStore
 from hie.storage.sql.store import SqlStore
+from hie.web.ui import create_ui_blueprint
 
 Clock = Callable[[], datetime]
 
@@ -61,6 +66,7 @@ class Services:
     verifier: TokenVerifier
     dicom: DicomService
     card: CardService
+    auth: AuthServices
 
     def close(self) -> None:
         self.dicom.stop()
@@ -113,8 +119,26 @@ def build_services(
     )
     dicom = DicomService(dicom_config(settings), exchange, session_factory(engine))
     card = build_card_service(settings, engine, exchange, clock)
+    auth_services = build_auth(
+        engine,
+        auth,
+        issuer=issuer,
+        cipher=FieldCipher(load_keyring(settings.data_dir).encryption),
+        token_url=settings.token_url,
+        clock=lambda: clock().timestamp(),
+    )
     return Services(
-        settings, engine, store, audit_sink, audit_log, exchange, issuer, verifier, dicom, card
+        settings,
+        engine,
+        store,
+        audit_sink,
+        audit_log,
+        exchange,
+        issuer,
+        verifier,
+        dicom,
+        card,
+        auth_services,
     )
 
 
@@ -163,8 +187,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             authenticate,
             max_body=settings.http.max_body_bytes,
             software_version=__version__,
+            token_url=settings.token_url,
         ),
         url_prefix="/fhir",
+    )
+    app.register_blueprint(create_oauth_blueprint(services.auth, services.exchange))
+    app.register_blueprint(
+        create_ui_blueprint(
+            services.auth.logins,
+            services.exchange,
+            secure_cookies=settings.base_url.startswith("https://"),
+        ),
+        url_prefix="/ui",
     )
 
     register_card_api(app, services.card, authenticate)

@@ -78,7 +78,9 @@ class RequestContext:
     source: str | None = None
     request_id: str | None = None
     token_id: str | None = None
-    practitioner: str | None = None  # Practitioner/id of a clinician acting (for the audit)
+    # A clinician signed in to the web UI: "Practitioner/ID" and "PractitionerRole/ID".
+    practitioner: str | None = None
+    role: str | None = None
 
     @classmethod
     def system(cls, actor: str = "hie", organization: str | None = None) -> RequestContext:

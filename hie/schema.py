@@ -11,6 +11,7 @@ from sqlalchemy import MetaData
 from adapters.dicom.models import metadata as dicom_metadata
 from adapters.hl7v2.schema import metadata as hl7_metadata
 from card.models import metadata as card_metadata
+from hie.auth.models import metadata as auth_metadata
 from hie.storage.sql import grants as _grants  # noqa: F401 (registers the table)
 from hie.storage.sql import identity as _identity  # noqa: F401 (registers the tables)
 from hie.storage.sql import index_tables as _index_tables  # noqa: F401 (registers the tables)
@@ -23,6 +24,7 @@ metadata: list[MetaData] = [
     hl7_metadata,
     card_metadata,
     audit_metadata,
+    auth_metadata,
 ]
 
 

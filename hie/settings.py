@@ -43,6 +43,14 @@ class AuthSettings(_Section):
     issuer: str = "hie"
     audience: str = "hie"
     token_ttl: int = 3600
+    client_token_ttl: int = 300
+    assertion_max_lifetime: int = 300
+    session_ttl: int = 8 * 3600
+    session_idle: int = 30 * 60
+    login_account_failures: int = 5
+    login_address_failures: int = 20
+    login_window: int = 900
+    password_log2_n: int = 15
 
 
 class FhirSettings(_Section):
@@ -139,6 +147,11 @@ class Settings(_Section):
     @property
     def fhir_base_url(self) -> str:
         return self.base_url + "/fhir"
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth2 token endpoint: the ``aud`` every client assertion must carry."""
+        return self.base_url + "/auth/token"
 
     @property
     def dicomweb_url(self) -> str:

@@ -69,6 +69,7 @@ class TokenIssuer:
         organization: str | None = None,
         purpose: str | None = None,
         reason: str | None = None,
+        client: str | None = None,
     ) -> str:
         now = int(self._clock().timestamp())
         claims: dict[str, Any] = {
@@ -81,7 +82,13 @@ class TokenIssuer:
             "jti": uuid.uuid4().hex,
             "scope": scope,
         }
-        for name, value in (("org", organization), ("purpose", purpose), ("reason", reason)):
+        extra = (
+            ("org", organization),
+            ("purpose", purpose),
+            ("reason", reason),
+            ("client_id", client),
+        )
+        for name, value in extra:
             if value:
                 claims[name] = value
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)

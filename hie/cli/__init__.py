@@ -8,6 +8,7 @@ from adapters.hl7v2.cli import hl7, mllp
 from card.cli import card
 from hie import __version__
 from hie.cli.audit import audit
+from hie.cli.clients import client
 from hie.cli.db import db
 from hie.cli.environment import CliEnvironment
 from hie.cli.identity import identity
@@ -17,6 +18,7 @@ from hie.cli.listeners import dicom
 from hie.cli.search import search
 from hie.cli.serve import serve
 from hie.cli.token import token
+from hie.cli.users import user
 
 
 @click.group()
@@ -39,3 +41,5 @@ main.add_command(audit)
 main.add_command(card)
 main.add_command(keys)
 main.add_command(identity)
+main.add_command(client)
+main.add_command(user)

@@ -54,6 +54,12 @@ from hie.storage.ports import (
 )
 
 
+def _known_id(resource_type: str, id_: str) -> None:
+    """A malformed id (a NUL, a slash...) names nothing: say so before asking storage."""
+    if not ID_PATTERN.match(id_):
+        raise NotFound(f"{resource_type}/{id_!r} is not known")
+
+
 def _query_text(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{n}={v}" for n, v in params)
 
@@ -308,6 +314,8 @@ class Exchange:
         entities = (f"{resource_type}/{resource_id}",) if resource_type and resource_id else ()
         if kind == "rest" and action.startswith("card."):
             kind = "card"  # the card service's operations (card.identify, card.qr...)
+        elif kind == "rest" and action in ("token", "login", "logout"):
+            kind = "login"  # OAuth grants and web UI sessions
         if not isinstance(outcome, Outcome):  # the plain words of the first sink's callers
             outcome = Outcome.SUCCESS if outcome in ("success", "0") else Outcome.MINOR
         record = self._auditor.build(
@@ -502,6 +510,7 @@ class Exchange:
     ) -> StoredResource:
         self.check_type(resource_type)
         self.require(ctx, Interaction.READ, resource_type)
+        _known_id(resource_type, id_)
         if version is None:
             stored = lookup(resource_type, id_, None)
             missing = f"{resource_type}/{id_} is not known"
@@ -584,6 +593,7 @@ class Exchange:
         if_match: int | None = None,
     ) -> WriteResult:
         self._authorize_write(ctx, Interaction.UPDATE, resource_type)
+        _known_id(resource_type, id_)
         with self._store.unit_of_work(write=True) as uow:
             result, version = self._writer.patched(
                 uow, resource_type, id_, operations, if_match=if_match
@@ -621,6 +631,7 @@ class Exchange:
     @audits_failure("delete")
     def delete(self, ctx: RequestContext, resource_type: str, id_: str) -> WriteResult:
         self._authorize_write(ctx, Interaction.DELETE, resource_type)
+        _known_id(resource_type, id_)
         with self._store.unit_of_work(write=True) as uow:
             written = self._writer.delete(uow, ctx, resource_type, id_)
             self.record(ctx, "delete", resource_type=resource_type, resource_id=id_, uow=uow)
@@ -896,6 +907,8 @@ class Exchange:
         else:
             self.check_type(resource_type)
             self.require(ctx, Interaction.READ if id_ else Interaction.SEARCH, resource_type)
+            if id_ is not None:
+                _known_id(resource_type, id_)
         since, count, before, echo = None, self._default_count, None, []
         for name, value in params:
             if name == "_since":

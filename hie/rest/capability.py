@@ -49,7 +49,39 @@ _RESULT_PARAMS = (
 )
 
 
-def capability_statement(exchange: Exchange, software_version: str) -> dict[str, Any]:
+def _security(token_url: str | None) -> dict[str, Any]:
+    service: dict[str, Any] = {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR",
+            }
+        ],
+        "text": "OAuth2 bearer tokens with SMART v2 scopes",
+    }
+    security: dict[str, Any] = {
+        "cors": False,
+        "service": [service],
+        "description": "Every endpoint except /metadata requires Authorization: Bearer.",
+    }
+    if token_url:
+        # SMART App Launch: the token endpoint, also in .well-known/smart-configuration.
+        security["extension"] = [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "token", "valueUri": token_url}],
+            }
+        ]
+        security["description"] += (
+            " Registered clients get tokens at the token endpoint with client_credentials"
+            " and private_key_jwt (SMART Backend Services)."
+        )
+    return security
+
+
+def capability_statement(
+    exchange: Exchange, software_version: str, token_url: str | None = None
+) -> dict[str, Any]:
     resources = []
     for rtype in sorted(exchange.resource_types):
         includes, revincludes = exchange.search_includes(rtype)
@@ -90,21 +122,7 @@ def capability_statement(exchange: Exchange, software_version: str) -> dict[str,
         "rest": [
             {
                 "mode": "server",
-                "security": {
-                    "cors": False,
-                    "service": [
-                        {
-                            "coding": [
-                                {
-                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                                    "code": "SMART-on-FHIR",
-                                }
-                            ],
-                            "text": "OAuth2 bearer tokens with SMART v2 scopes",
-                        }
-                    ],
-                    "description": "Every endpoint except /metadata requires Authorization: Bearer.",
-                },
+                "security": _security(token_url),
                 "documentation": _RESULT_PARAMS,
                 "resource": resources,
                 "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],

@@ -39,11 +39,16 @@ def _form_params() -> list[tuple[str, str]]:
 
 
 def create_fhir_blueprint(
-    exchange: Exchange, authenticate: Authenticate, *, max_body: int, software_version: str
+    exchange: Exchange,
+    authenticate: Authenticate,
+    *,
+    max_body: int,
+    software_version: str,
+    token_url: str | None = None,
 ) -> Blueprint:
     bp = Blueprint("fhir", __name__)
     base = exchange.base_url
-    capability = http.fhir_response(capability_statement(exchange, software_version))
+    capability = http.fhir_response(capability_statement(exchange, software_version, token_url))
 
     @bp.before_request
     def _negotiate() -> None:

@@ -29,6 +29,9 @@ JSON_PATCH = "application/json-patch+json"
 _JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
 _FORMAT_ALIASES = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
 _ACCEPTS = _JSON_TYPES | {"*/*", "application/*"}
+# An escaped NUL (\u0000) not itself escaped: FHIR strings exclude it, PostgreSQL text cannot
+# hold it, and JSON has no other way to carry one.
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 log = logging.getLogger("hie.rest")
 
@@ -104,6 +107,8 @@ def json_body(request: Request, max_bytes: int, *, patch: bool = False) -> Any:
         raise PayloadTooLarge(f"the request body exceeds the limit of {max_bytes} bytes")
     if not data.strip():
         raise BadRequest("the request body is empty")
+    if b"\\u0000" in data and _ESCAPED_NUL.search(data):
+        raise BadRequest("FHIR strings cannot contain the NUL character (\\u0000)")
     return loads(data)
 
 

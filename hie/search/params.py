@@ -138,6 +138,7 @@ class QueryParser:
         """The query for ``GET [base]/resource_type?params`` (or the POST form body)."""
         if not self.registry.params(resource_type):
             raise _error("(type)", f"unknown resource type {resource_type!r}")
+        _refuse_nul(params)
         acc = _Acc()
         result: dict[str, str] = {}
         for name, value in params:
@@ -208,6 +209,7 @@ class QueryParser:
         self, params: Sequence[tuple[str, str]], *, strict: bool = False
     ) -> EverythingQuery:
         """Parameters of ``Patient/[id]/$everything``: ``_since``, ``_type``, ``_count``."""
+        _refuse_nul(params)
         since: DateRange | None = None
         types: list[str] = []
         count: int | None = None
@@ -568,3 +570,11 @@ def _enum(kind: type[_E], name: str, value: str | None) -> _E | None:
     except ValueError:
         allowed = ", ".join(m.value for m in kind)
         raise _error(name, f"{value!r} is not one of {allowed}") from None
+
+
+def _refuse_nul(params: Sequence[tuple[str, str]]) -> None:
+    # No FHIR value holds NUL, and PostgreSQL text cannot: refuse it here, as bad input,
+    # rather than fail in the database (or in the audit record of the query).
+    for name, value in params:
+        if "\x00" in name or "\x00" in value:
+            raise _error(name.replace("\x00", "?"), "contains a NUL character")
