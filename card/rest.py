@@ -88,6 +88,10 @@ def create_card_blueprint(
     def identify() -> Response:
         return _json(service.identify(caller(), _body()))
 
+    @bp.get("/access-log")
+    def access_log() -> Response:
+        return _json(service.access_log(caller(), {"qr": request.args.get("qr")}))
+
     @bp.post("/check-in")
     def check_in() -> Response:
         return _json(service.check_in(caller(), _body()), 201)

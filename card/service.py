@@ -434,6 +434,18 @@ class CardService:
         self._refuse_unusable(ctx, card, action)
         return Identified(card, self._patient_of(ctx, card))
 
+    def access_log(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
+        """Who accessed the resident's record, when and why (a fresh QR token proves the
+        resident is asking; the reader needs ``card.identify``)."""
+        require(ctx, "card.identify")
+        if not isinstance(body, dict) or body.get("qr") is None:
+            raise CardProblem(problems.BAD_REQUEST, "the access log needs a fresh 'qr' token")
+        found = self.presented(ctx, {"qr": body["qr"]}, "card.access-log")
+        _, _, pid = found.patient.partition("/")
+        resident = dataclasses.replace(ctx, scopes=Scopes(f"{ctx.scopes.raw} access-log"))
+        entries = self.exchange.access_log(resident, pid)
+        return {"patient": found.patient, "entries": [e.as_json() for e in entries]}
+
     def identify(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
         require(ctx, "card.identify")
         found = self.presented(ctx, body, "card.identify")

@@ -20,7 +20,8 @@ from card.rest import http_problem
 from card.rest import register as register_card_api
 from card.service import CardService
 from hie import __version__
-from hie.audit.sink import AuditSink, GroupCommitAuditSink
+from hie.audit.chain import CheckpointSigner
+from hie.audit.sink import AuditSink, GroupCommitAuditSink, NoAudit
 from hie.auth.keys import load_or_create_signing_key
 from hie.auth.services import AuthServices, build_auth
 from hie.auth.tokens import TokenIssuer, TokenVerifier
@@ -41,6 +42,7 @@ from hie.rest.oauth import create_oauth_blueprint
 from hie.rest.reads import ReadPath
 from hie.search import Extractor, default_registry
 from hie.settings import Settings, load_settings
+from hie.storage.sql.audit import SqlAuditLog
 from hie.storage.sql.engine import build_engine
 from hie.storage.sql.grants import SqlGrantStore
 from hie.storage.sql.store import SqlStore
@@ -61,6 +63,7 @@ class Services:
     engine: Engine
     store: SqlStore
     audit: AuditSink
+    audit_log: SqlAuditLog
     exchange: Exchange
     issuer: TokenIssuer
     verifier: TokenVerifier
@@ -71,6 +74,7 @@ class Services:
     def close(self) -> None:
         self.dicom.stop()
         self.audit.close()
+        self.audit_log.close()
         self.store.close()
 
 
@@ -81,9 +85,14 @@ def build_services(
     engine = build_engine(
         db.url, synchronous=db.sqlite_synchronous, pool_size=db.pool_size, echo=db.echo
     )
-    store = SqlStore(engine)
-    audit_sink = audit or GroupCommitAuditSink(store, max_batch=settings.audit.max_batch)
     key = load_or_create_signing_key(settings.data_dir)
+    audit_log, shared = build_audit_log(settings, CheckpointSigner(key))
+    store = SqlStore(engine, audit=audit_log if shared else None)
+    if audit is None and not settings.audit.enabled:
+        audit = NoAudit()
+    audit_sink = audit or GroupCommitAuditSink(
+        audit_log, in_transaction=shared, max_batch=settings.audit.max_batch
+    )
     auth = settings.auth
     issuer = TokenIssuer(key, issuer=auth.issuer, audience=auth.audience, clock=clock)
     verifier = TokenVerifier(
@@ -114,6 +123,7 @@ def build_services(
         default_count=settings.fhir.default_count,
         max_count=settings.fhir.max_count,
         grants=grants,
+        audit_log=audit_log,
         **build_identity(settings, clock=clock),
     )
     dicom = DicomService(dicom_config(settings), exchange, session_factory(engine))
@@ -127,8 +137,36 @@ def build_services(
         clock=lambda: clock().timestamp(),
     )
     return Services(
-        settings, engine, store, audit_sink, exchange, issuer, verifier, dicom, card, auth_services
+        settings,
+        engine,
+        store,
+        audit_sink,
+        audit_log,
+        exchange,
+        issuer,
+        verifier,
+        dicom,
+        card,
+        auth_services,
     )
+
+
+def build_audit_log(
+    settings: Settings, signer: CheckpointSigner | None = None
+) -> tuple[SqlAuditLog, bool]:
+    """The audit trail on its own engine (a pool apart from the requests'), and whether it
+    shares the clinical database (then writes chain their records in their own transaction)."""
+    db, audit = settings.database, settings.audit
+    url = audit.database_url or db.url
+    mode = audit.synchronous.upper()
+    engine = build_engine(url, synchronous=mode, pool_size=audit.pool_size)
+    log = SqlAuditLog(
+        engine,
+        sign=signer,
+        checkpoint_every=audit.checkpoint_every,
+        durable=mode in ("FULL", "EXTRA"),
+    )
+    return log, url == db.url
 
 
 def dicom_config(settings: Settings) -> DicomConfig:

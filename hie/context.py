@@ -57,6 +57,10 @@ class Scopes:
         letter = interaction.value
         return letter in grants.get(resource_type, ()) or letter in grants.get("*", ())
 
+    def names_type(self, interaction: Interaction, resource_type: str) -> bool:
+        """Allowed by a scope naming ``resource_type`` itself (``*`` does not count)."""
+        return interaction.value in self._grants.get(resource_type, ())
+
     def has(self, scope: str) -> bool:
         """A plain (non-clinical) scope such as ``card.identify``."""
         return scope in self.names

@@ -15,6 +15,7 @@ from hie.auth.models import metadata as auth_metadata
 from hie.storage.sql import grants as _grants  # noqa: F401 (registers the table)
 from hie.storage.sql import identity as _identity  # noqa: F401 (registers the tables)
 from hie.storage.sql import index_tables as _index_tables  # noqa: F401 (registers the tables)
+from hie.storage.sql.audit import metadata as audit_metadata
 from hie.storage.sql.models import Base
 
 metadata: list[MetaData] = [
@@ -22,6 +23,7 @@ metadata: list[MetaData] = [
     dicom_metadata,
     hl7_metadata,
     card_metadata,
+    audit_metadata,
     auth_metadata,
 ]
 

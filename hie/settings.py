@@ -60,6 +60,14 @@ class FhirSettings(_Section):
 
 class AuditSettings(_Section):
     max_batch: int = 512
+    database_url: str = ""  # empty: the audit tables live in the main database
+    pool_size: int = 4
+    checkpoint_every: int = 10_000
+    # How a group commit of read records reaches the disk: FULL fsyncs each commit; NORMAL
+    # leaves it to the next WAL sync (SQLite synchronous=NORMAL, PostgreSQL
+    # synchronous_commit=off). Writes' records commit with their data either way.
+    synchronous: str = "NORMAL"
+    enabled: bool = True  # false only to measure what audit costs (bench/audit_overhead.py)
 
 
 class MllpSettings(_Section):

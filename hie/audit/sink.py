@@ -1,25 +1,29 @@
 """Audit sinks: every access the exchange performs is handed to one.
 
-Writes record their audit in the same unit of work as the data, so both commit or
-neither does. Reads are recorded by a group-commit writer: each request waits until
-its record is durable, and if it cannot be written the access fails (fail-closed).
+When the audit trail lives in the clinical database, a write chains its records in its
+own unit of work, so data and record commit together or not at all. Reads (and writes
+when the trail lives in another database) go through a group-commit writer: each
+request waits until its record is durable, and if it cannot be written the access
+fails (fail-closed). One writer thread per process batches whatever arrived during the
+previous commit, so the chain's lock is taken once per batch, not once per request.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from hie.errors import Unavailable
-from hie.storage.ports import AuditRecord, Store, UnitOfWork
+from hie.storage.ports import AuditLog, AuditRecord, UnitOfWork
+
+_REFUSED = "the access could not be audited, so it was refused"
 
 
 class AuditSink(Protocol):
     def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
-        """Record as part of a write's unit of work."""
+        """Record as part of a write's unit of work (durable before that work commits)."""
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         """Record durably before returning; raise ``hie.errors.Unavailable`` if that fails."""
@@ -30,98 +34,106 @@ class AuditSink(Protocol):
 @dataclass
 class _Pending:
     records: Sequence[AuditRecord]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
     error: BaseException | None = None
 
 
 class GroupCommitAuditSink:
-    """Batches concurrent readers' records into one transaction per flush."""
+    """Batches concurrent requests' records into one chained append per flush.
 
-    def __init__(self, store: Store, *, max_batch: int = 512) -> None:
-        self._store = store
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+    Leader and followers, no writer thread: the first waiting request that finds no flush
+    running appends everything queued so far, the others wait for it. A handoff to a
+    writer thread would wait for the GIL behind busy request threads; the leader holds it.
+
+    ``in_transaction``: the trail shares the clinical database, so ``record_in`` adds to
+    the write's own transaction; otherwise it waits for a flush before the write commits
+    (a record may then outlive a write that fails to commit, never the reverse).
+    """
+
+    def __init__(self, log: AuditLog, *, in_transaction: bool, max_batch: int = 512) -> None:
+        self._log = log
+        self._in_transaction = in_transaction
         self._max_batch = max_batch
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._flushing = False
+        self._changed = threading.Condition()
 
     def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
-        uow.append_audit(records)
+        if self._in_transaction:
+            uow.append_audit(records)
+        else:
+            self.record(records)
 
     def record(self, records: Sequence[AuditRecord]) -> None:
-        self._ensure_started()
         pending = _Pending(records)
-        self._queue.put(pending)
-        pending.done.wait()
+        changed = self._changed
+        with changed:
+            self._queue.append(pending)
+            while True:
+                if pending.done:
+                    break
+                if not self._flushing:
+                    # Lead: take the queue (this request's record is in it) and flush it.
+                    self._flushing = True
+                    batch = self._queue[: self._max_batch]
+                    del self._queue[: self._max_batch]
+                    changed.release()
+                    try:
+                        self._flush(batch)
+                    finally:
+                        changed.acquire()
+                        self._flushing = False
+                        changed.notify_all()
+                    continue
+                changed.wait()
         if pending.error is not None:
-            raise Unavailable(
-                "the access could not be audited, so it was refused"
-            ) from pending.error
-
-    def _ensure_started(self) -> None:
-        # Started lazily so that the thread lives in the worker process, not its parent.
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="audit-writer", daemon=True
-                    )
-                    self._thread.start()
-
-    def _run(self) -> None:
-        # No lingering: a batch is whatever arrived while the previous commit was running,
-        # so a lone request pays one commit and a busy server shares each commit widely.
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._flush(batch)
-            if stop:
-                return
+            raise Unavailable(_REFUSED) from pending.error
 
     def _flush(self, batch: list[_Pending]) -> None:
         error: BaseException | None = None
         try:
-            with self._store.unit_of_work(write=True) as uow:
-                uow.append_audit([r for p in batch for r in p.records])
+            self._log.append([r for p in batch for r in p.records])
         except Exception as exc:
             error = exc
         for pending in batch:
             pending.error = error
-            pending.done.set()
+            pending.done = True
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=5)
-            self._thread = None
+        return None
 
 
 class SynchronousAuditSink:
-    """Writes each read's record in its own transaction (tests, tools)."""
+    """Appends each request's records in a transaction of their own (tools, tests)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, log: AuditLog, *, in_transaction: bool) -> None:
+        self._log = log
+        self._in_transaction = in_transaction
 
     def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
-        uow.append_audit(records)
+        if self._in_transaction:
+            uow.append_audit(records)
+        else:
+            self.record(records)
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         try:
-            with self._store.unit_of_work(write=True) as uow:
-                uow.append_audit(records)
+            self._log.append(records)
         except Exception as exc:
-            raise Unavailable("the access could not be audited, so it was refused") from exc
+            raise Unavailable(_REFUSED) from exc
+
+    def close(self) -> None:
+        return None
+
+
+class NoAudit:
+    """Records nothing: only for measuring what audit costs (``audit.enabled = false``)."""
+
+    def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
+        return None
+
+    def record(self, records: Sequence[AuditRecord]) -> None:
+        return None
 
     def close(self) -> None:
         return None

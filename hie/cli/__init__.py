@@ -7,6 +7,7 @@ import click
 from adapters.hl7v2.cli import hl7, mllp
 from card.cli import card
 from hie import __version__
+from hie.cli.audit import audit
 from hie.cli.clients import client
 from hie.cli.db import db
 from hie.cli.environment import CliEnvironment
@@ -36,6 +37,7 @@ main.add_command(dicom)
 main.add_command(hl7)
 main.add_command(mllp)
 main.add_command(search)
+main.add_command(audit)
 main.add_command(card)
 main.add_command(keys)
 main.add_command(identity)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hie.settings import load_settings
+from hie.storage.sql.audit import metadata as audit_metadata
 from hie.storage.sql.engine import build_engine
 from hie.storage.sql.migrate import current_revision, head_revision, upgrade
 
@@ -27,6 +28,15 @@ def upgrade_command(revision: str) -> None:
         )
     finally:
         engine.dispose()
+    url = settings.audit.database_url
+    if url and url != settings.database.url:
+        # The audit trail kept apart: its tables only, created where missing.
+        audit_engine = build_engine(url, synchronous=settings.database.sqlite_synchronous)
+        try:
+            audit_metadata.create_all(audit_engine)
+            click.echo(f"audit tables ready ({audit_engine.url.render_as_string()})")
+        finally:
+            audit_engine.dispose()
 
 
 @db.command("current")

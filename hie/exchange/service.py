@@ -6,13 +6,17 @@ point, runs one unit of work, and hands a record of the access to the audit sink
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+import functools
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
+from hie.audit.event import Access as Audited
+from hie.audit.event import AuditBuilder, Outcome, patients_in, patients_in_query
 from hie.audit.sink import AuditSink
 from hie.consent.decision import Access, Decide, Decision
 from hie.consent.grants import Grant, GrantStore, MemoryGrantStore
@@ -29,7 +33,9 @@ from hie.errors import (
     Issue,
     NotFound,
     PreconditionFailed,
+    Unavailable,
 )
+from hie.exchange.auditing import AUDIT_TYPE, AccessLogEntry, AuditTrail
 from hie.exchange.consenting import ConsentFacts
 from hie.exchange.identity_api import IdentityOperations
 from hie.exchange.mpi import MasterPatientIndex, Writes
@@ -45,7 +51,8 @@ from hie.fhir.canonical import ID_PATTERN, parse_instant
 from hie.search.extract import Extractor
 from hie.search.params import QueryParser
 from hie.storage.ports import (
-    AuditRecord,
+    AuditFailure,
+    AuditLog,
     HistoryQuery,
     SearchRequest,
     Store,
@@ -67,6 +74,55 @@ def _query_text(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{n}={v}" for n, v in params)
 
 
+class _FailClosed:
+    """The store, with a unit of work whose audit records fail to commit refused (503)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.lookup = store.lookup
+        self.close = store.close
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool) -> Iterator[UnitOfWork]:
+        try:
+            with self._store.unit_of_work(write=write) as uow:
+                yield uow
+        except AuditFailure as exc:
+            raise Unavailable("the access could not be audited, so it was refused") from exc
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+# A search names at most this many patients in its audit record (from its results).
+_MAX_AUDITED_PATIENTS = 100
+
+
+def audits_failure(
+    subtype: str,
+) -> Callable[
+    [Callable[Concatenate[Exchange, RequestContext, P], R]],
+    Callable[Concatenate[Exchange, RequestContext, P], R],
+]:
+    """Record a refused or failed access too (outcome 4), then let the error through."""
+
+    def wrap(
+        method: Callable[Concatenate[Exchange, RequestContext, P], R],
+    ) -> Callable[Concatenate[Exchange, RequestContext, P], R]:
+        @functools.wraps(method)
+        def inner(self: Exchange, ctx: RequestContext, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(self, ctx, *args, **kwargs)
+            except Unavailable:
+                raise
+            except FhirError as exc:
+                self.record_failure(ctx, subtype, [a for a in args if isinstance(a, str)], exc)
+                raise
+
+        return inner
+
+    return wrap
+
+
 class Exchange:
     def __init__(
         self,
@@ -83,6 +139,8 @@ class Exchange:
         default_count: int = 50,
         max_count: int = 1000,
         visibility: VisibilityPolicy = see_everything,
+        audit_log: AuditLog | None = None,
+        audit_builder: AuditBuilder | None = None,
         grants: GrantStore | None = None,
         protection: Protection | None = None,
         mpi: MasterPatientIndex | None = None,
@@ -96,10 +154,21 @@ class Exchange:
         self._consent = consent
         self.base_url = base_url.rstrip("/")
         self.new_id = new_id
-        self._store = store
+        self._store: Store = _FailClosed(store)
         self._validator = validator
         self._decide = decide
         self._audit = audit
+        self._auditor = audit_builder or AuditBuilder(clock=clock)
+        self.audit_trail = (
+            AuditTrail(
+                audit_log,
+                default_count=default_count,
+                max_count=max_count,
+                organization_name=self._organization_name,
+            )
+            if audit_log is not None
+            else None
+        )
         self._clock = clock
         self.resource_types = frozenset(resource_types)
         self._default_count = default_count
@@ -300,6 +369,8 @@ class Exchange:
         self, ctx: RequestContext, interaction: Interaction, resource_type: str
     ) -> None:
         self.check_type(resource_type)
+        if resource_type == AUDIT_TYPE:
+            raise Forbidden("AuditEvents are written by the exchange itself, never by clients")
         self.require(ctx, interaction, resource_type)
         if not self._decide(
             ctx, Access(interaction, resource_type, custodian=ctx.organization)
@@ -314,33 +385,105 @@ class Exchange:
         resource_type: str | None = None,
         resource_id: str | None = None,
         query: str | None = None,
-        outcome: str = "success",
+        outcome: Outcome | str = Outcome.SUCCESS,
         uow: UnitOfWork | None = None,
+        stored: StoredResource | None = None,
+        patients: Iterable[str] = (),
+        kind: str = "rest",
         detail: str | None = None,
     ) -> None:
-        extra: dict[str, str] = {}
-        if self._consent is not None and self._consent.break_glass(ctx):
-            # Break-glass is flagged on every record it makes, with its stated reason.
-            flag = f"break-glass: {ctx.reason}"
-            detail, extra = (f"{flag}; {detail}" if detail else flag), {"break-glass": "true"}
-        record = AuditRecord(
-            recorded=self._clock(),
-            actor=ctx.actor,
-            organization=ctx.organization,
-            purpose=ctx.purpose,
-            action=action,
-            outcome=outcome,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            query=query,
-            source=ctx.source,
-            detail=detail,
-            extra=extra,
+        """Audit one access (the builder API every way in uses, through the exchange).
+
+        ``kind`` is the event type (rest, login, card, hl7v2, dicom, export, consent...);
+        ``action`` its subtype. The patients are taken from ``stored`` when given.
+        With ``uow`` the record commits with that unit of work; otherwise it is durable
+        before this returns, and if it cannot be written the access is refused.
+        """
+        found = set(patients)
+        if stored is not None and stored.content:
+            found |= patients_in(stored.type, stored.id, stored.content)
+        elif resource_type == "Patient" and resource_id:
+            found.add(f"Patient/{resource_id}")
+        entities = (f"{resource_type}/{resource_id}",) if resource_type and resource_id else ()
+        if kind == "rest" and action.startswith("card."):
+            kind = "card"  # the card service's operations (card.identify, card.qr...)
+        elif kind == "rest" and action in ("token", "login", "logout"):
+            kind = "login"  # OAuth grants and web UI sessions
+        if not isinstance(outcome, Outcome):  # the plain words of the first sink's callers
+            outcome = Outcome.SUCCESS if outcome in ("success", "0") else Outcome.MINOR
+        record = self._auditor.build(
+            ctx,
+            Audited(
+                subtype=action,
+                type=kind,
+                outcome=outcome,
+                detail=detail,
+                patients=found,
+                entities=entities,
+                query=query,
+                description=resource_type if query is not None else None,
+            ),
         )
         if uow is not None:
             self._audit.record_in(uow, [record])
         else:
             self._audit.record([record])
+
+    def record_failure(
+        self, ctx: RequestContext, action: str, args: Sequence[str], error: FhirError
+    ) -> None:
+        """Audit a refused or failed access (the error itself is the caller's to raise)."""
+        rtype = args[0] if args and args[0] in self.resource_types else None
+        rid = args[1] if rtype and len(args) > 1 else None
+        if action == "everything" and args:
+            rtype, rid = "Patient", args[0]
+        self.record(
+            ctx,
+            action,
+            resource_type=rtype,
+            resource_id=rid,
+            outcome=Outcome.MINOR if error.status < 500 else Outcome.SERIOUS,
+            detail=f"{error.status} {error.message}",
+        )
+
+    def record_refusal(self, source: str | None, detail: str) -> None:
+        """A request refused before it had a caller (no token, a bad or expired one)."""
+        ctx = RequestContext(actor="anonymous", source=source)
+        self.record(ctx, "authenticate", kind="login", outcome=Outcome.MINOR, detail=detail)
+
+    def _organization_name(self, reference: str) -> str | None:
+        kind, _, id_ = reference.partition("/")
+        stored = self._store.lookup(kind, id_) if kind == "Organization" and id_ else None
+        if stored is None or stored.deleted:
+            return None
+        name = orjson.loads(stored.content).get("name")
+        return name if isinstance(name, str) else None
+
+    # -- the audit trail -----------------------------------------------------------
+
+    def _trail(self) -> AuditTrail:
+        if self.audit_trail is None:
+            raise NotFound("this exchange keeps no searchable audit trail")
+        return self.audit_trail
+
+    def access_log(
+        self, ctx: RequestContext, patient_id: str, *, count: int = 100
+    ) -> list[AccessLogEntry]:
+        """Who accessed a resident's record, when and why, in plain language (zh and en).
+
+        The caller must have established that the resident is asking (the card service's
+        QR token) and hold the ``access-log`` scope, or a scope that reads AuditEvent.
+        """
+        if not (
+            ctx.scopes.has("access-log") or ctx.scopes.names_type(Interaction.SEARCH, AUDIT_TYPE)
+        ):
+            raise Forbidden("the access log needs the 'access-log' scope")
+        trail = self._trail()
+        with self._store.unit_of_work(write=False) as uow:
+            patients = {f"Patient/{p}" for p in self.patient_ids(uow, ctx, patient_id)}
+        entries = trail.access_log(patients, count=count)
+        self.record(ctx, "access-log", kind="card", patients=patients)
+        return entries
 
     def validated(
         self, resource: Any, resource_type: str | None = None, id_: str | None = None
@@ -368,6 +511,7 @@ class Exchange:
 
     # -- single resources ---------------------------------------------------------
 
+    @audits_failure("create")
     def create(
         self,
         ctx: RequestContext,
@@ -387,23 +531,38 @@ class Exchange:
             else:
                 written = self._writer.create(uow, ctx, body)
             self.record(
-                ctx, "create", resource_type=resource_type, resource_id=written.stored.id, uow=uow
+                ctx,
+                "create",
+                resource_type=resource_type,
+                resource_id=written.stored.id,
+                uow=uow,
+                stored=written.stored,
             )
         return self._revealed(ctx, WriteResult(written.stored, written.status))
 
     # Reads audit after their unit of work has ended: a request must not hold a pooled
     # connection while it waits for the audit writer, which needs one too.
 
+    @audits_failure("read")
     def read(self, ctx: RequestContext, resource_type: str, id_: str) -> StoredResource:
-        stored = self._checked_read(ctx, resource_type, id_, None, self._store.lookup)
-        self.record(ctx, "read", resource_type=resource_type, resource_id=id_)
+        if resource_type == AUDIT_TYPE:
+            stored = self._trail().read(ctx, id_)
+        else:
+            stored = self._checked_read(ctx, resource_type, id_, None, self._store.lookup)
+        self.record(ctx, "read", resource_type=resource_type, resource_id=id_, stored=stored)
         return self.reveal(ctx, stored)
 
+    @audits_failure("vread")
     def vread(
         self, ctx: RequestContext, resource_type: str, id_: str, version: str
     ) -> StoredResource:
-        stored = self._checked_read(ctx, resource_type, id_, version, self._store.lookup)
-        self.record(ctx, "vread", resource_type=resource_type, resource_id=id_)
+        if resource_type == AUDIT_TYPE:
+            if version != "1":
+                raise NotFound(f"AuditEvent/{id_} has no version '{version}'")
+            stored = self._trail().read(ctx, id_)
+        else:
+            stored = self._checked_read(ctx, resource_type, id_, version, self._store.lookup)
+        self.record(ctx, "vread", resource_type=resource_type, resource_id=id_, stored=stored)
         return self.reveal(ctx, stored)
 
     def read_in(
@@ -424,7 +583,14 @@ class Exchange:
         stored = self._checked_read(ctx, resource_type, id_, version, lookup, uow)
         if audit_uow is not None:
             action = "read" if version is None else "vread"
-            self.record(ctx, action, resource_type=resource_type, resource_id=id_, uow=audit_uow)
+            self.record(
+                ctx,
+                action,
+                resource_type=resource_type,
+                resource_id=id_,
+                uow=audit_uow,
+                stored=stored,
+            )
         return self.reveal(ctx, stored)
 
     def _checked_read(
@@ -465,6 +631,7 @@ class Exchange:
             )
         return stored
 
+    @audits_failure("update")
     def update(
         self,
         ctx: RequestContext,
@@ -480,9 +647,17 @@ class Exchange:
         self._authorize_write(ctx, Interaction.UPDATE, resource_type)
         with self._store.unit_of_work(write=True) as uow:
             written = self._writer.update(uow, ctx, body, id_, if_match=if_match)
-            self.record(ctx, "update", resource_type=resource_type, resource_id=id_, uow=uow)
+            self.record(
+                ctx,
+                "update",
+                resource_type=resource_type,
+                resource_id=id_,
+                uow=uow,
+                stored=written.stored,
+            )
         return self._revealed(ctx, WriteResult(written.stored, written.status))
 
+    @audits_failure("update")
     def conditional_update(
         self,
         ctx: RequestContext,
@@ -504,9 +679,11 @@ class Exchange:
                 resource_id=written.stored.id,
                 query=_query_text(self._params(resource_type, params)),
                 uow=uow,
+                stored=written.stored,
             )
         return self._revealed(ctx, WriteResult(written.stored, written.status))
 
+    @audits_failure("patch")
     def patch(
         self,
         ctx: RequestContext,
@@ -524,7 +701,14 @@ class Exchange:
             )
             body = self.validated(result, resource_type, id_)
             written = self._writer.update(uow, ctx, body, id_, if_match=version, method="PATCH")
-            self.record(ctx, "patch", resource_type=resource_type, resource_id=id_, uow=uow)
+            self.record(
+                ctx,
+                "patch",
+                resource_type=resource_type,
+                resource_id=id_,
+                uow=uow,
+                stored=written.stored,
+            )
         return self._revealed(ctx, WriteResult(written.stored, 200))
 
     def conditional_patch(
@@ -545,6 +729,7 @@ class Exchange:
             raise NotFound(f"no {resource_type} matches '{query}'")
         return self.patch(ctx, resource_type, match.id, operations, if_match=if_match)
 
+    @audits_failure("delete")
     def delete(self, ctx: RequestContext, resource_type: str, id_: str) -> WriteResult:
         self._authorize_write(ctx, Interaction.DELETE, resource_type)
         _known_id(resource_type, id_)
@@ -553,6 +738,7 @@ class Exchange:
             self.record(ctx, "delete", resource_type=resource_type, resource_id=id_, uow=uow)
         return WriteResult(written.stored, written.status)
 
+    @audits_failure("delete")
     def conditional_delete(
         self, ctx: RequestContext, resource_type: str, params: Sequence[tuple[str, str]]
     ) -> WriteResult | None:
@@ -577,6 +763,7 @@ class Exchange:
 
     # -- search and history -----------------------------------------------------
 
+    @audits_failure("search")
     def search(
         self,
         ctx: RequestContext,
@@ -585,11 +772,33 @@ class Exchange:
         *,
         strict: bool = False,
     ) -> SearchResult:
-        with self._store.unit_of_work(write=False) as uow:
-            result = self.search_in(uow, ctx, resource_type, params, strict=strict)
-        query = _query_text(self._params(resource_type, params))
-        self.record(ctx, "search", resource_type=resource_type, query=query)
+        if resource_type == AUDIT_TYPE:
+            result = self._trail().search(ctx, params)
+        else:
+            with self._store.unit_of_work(write=False) as uow:
+                result = self.search_in(uow, ctx, resource_type, params, strict=strict)
+        self.record(
+            ctx,
+            "search",
+            resource_type=resource_type,
+            query=_query_text(self._params(resource_type, params)),
+            patients=self._searched_patients(resource_type, params, result),
+        )
         return result
+
+    @staticmethod
+    def _searched_patients(
+        resource_type: str, params: Sequence[tuple[str, str]], result: SearchResult
+    ) -> set[str]:
+        """The patients a search is about: those it names and those whose records it returns."""
+        found = patients_in_query(resource_type, params)
+        if resource_type == AUDIT_TYPE:
+            return found
+        for s in (*result.entries, *result.included):
+            if len(found) >= _MAX_AUDITED_PATIENTS:
+                break
+            found |= patients_in(s.type, s.id, s.content)
+        return found
 
     def search_in(
         self,
@@ -631,10 +840,7 @@ class Exchange:
             items = [s for s in items if self.permitted(ctx, Interaction.SEARCH, s)]
         items = [self.reveal(ctx, s) for s in items]
         included = [self.reveal(ctx, s) for s in page.included if self._readable(ctx, s)]
-        if audit_uow is not None:
-            query = _query_text(params)
-            self.record(ctx, "search", resource_type=resource_type, query=query, uow=audit_uow)
-        return self._search.result(
+        result = self._search.result(
             resource_type,
             path,
             prepared.echo,
@@ -644,6 +850,16 @@ class Exchange:
             included,
             prepared.query,
         )
+        if audit_uow is not None:
+            self.record(
+                ctx,
+                "search",
+                resource_type=resource_type,
+                query=_query_text(self._params(resource_type, params)),
+                uow=audit_uow,
+                patients=self._searched_patients(resource_type, params, result),
+            )
+        return result
 
     def _readable(self, ctx: RequestContext, stored: StoredResource) -> bool:
         """Whether an included resource may be shown: the scopes allow reading its type."""
@@ -659,6 +875,7 @@ class Exchange:
             return {patient_id}
         return {patient_id} | {m.source_id for m in self._mpi.members(uow, patient_id)}
 
+    @audits_failure("search")
     def compartment_search(
         self,
         ctx: RequestContext,
@@ -673,10 +890,18 @@ class Exchange:
             result = self.search_in(
                 uow, ctx, resource_type, params, strict=strict, compartment=("Patient", patient_id)
             )
-        query = _query_text(self._params(resource_type, params))
-        self.record(ctx, "search", resource_type=resource_type, resource_id=patient_id, query=query)
+        patients = self._searched_patients(resource_type, params, result)
+        patients.add(f"Patient/{patient_id}")
+        self.record(
+            ctx,
+            "search",
+            resource_type=resource_type,
+            query=_query_text(self._params(resource_type, params)),
+            patients=patients,
+        )
         return result
 
+    @audits_failure("everything")
     def everything(
         self,
         ctx: RequestContext,
@@ -710,6 +935,7 @@ class Exchange:
             resource_type="Patient",
             resource_id=patient_id,
             query=_query_text(params),
+            patients={f"Patient/{patient_id}"},
         )
         return self._search.result(
             "Patient", f"Patient/{patient_id}/$everything", echo, warnings, page, items, []
@@ -774,6 +1000,7 @@ class Exchange:
                 return out
             query = [p for p in query if p[0] != "_cursor"] + [("_cursor", result.next_cursor)]
 
+    @audits_failure("history")
     def history(
         self,
         ctx: RequestContext,
@@ -827,9 +1054,20 @@ class Exchange:
             else:
                 rows, total = self._visible_history(uow, ctx, query, count)
         more = len(rows) > count
-        rows = [(seq, self.reveal(ctx, s)) for seq, s in rows[:count]]
+        rows = rows[:count]
+        patients: set[str] = set()
+        for _, s in rows:
+            if len(patients) >= _MAX_AUDITED_PATIENTS:
+                break
+            patients |= patients_in(s.type, s.id, s.content)
+        rows = [(seq, self.reveal(ctx, s)) for seq, s in rows]
         self.record(
-            ctx, "history", resource_type=resource_type, resource_id=id_, query=_query_text(params)
+            ctx,
+            "history",
+            resource_type=resource_type,
+            resource_id=id_,
+            query=_query_text(params),
+            patients=patients,
         )
         return HistoryResult(
             entries=[s for _, s in rows],
@@ -866,12 +1104,22 @@ class Exchange:
         seconds) has nothing to decide on and is visible.
         """
         visible = set()
+        patients: set[str] = set()
         with self._store.unit_of_work(write=False) as uow:
             for uid in study_uids:
                 params = [("identifier", f"urn:dicom:uid|urn:oid:{uid}")]
                 matches = self._writer.match(uow, "ImagingStudy", params, limit=1)
                 if not matches or self.permitted(ctx, Interaction.SEARCH, matches[0], uow):
                     visible.add(uid)
+                    if matches:
+                        patients |= patients_in("ImagingStudy", matches[0].id, matches[0].content)
+        self.record(
+            ctx,
+            "search",
+            resource_type="ImagingStudy",
+            query=f"studies={len(study_uids)}&visible={len(visible)}",
+            patients=patients,
+        )
         return visible
 
     # -- the decision API for other platforms ------------------------------------------

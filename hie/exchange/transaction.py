@@ -370,6 +370,7 @@ class BundleProcessor:
                 resource_type=entry.resource_type,
                 resource_id=written.stored.id,
                 uow=uow,
+                stored=written.stored,
             )
         elif entry.method == "PUT":
             assert entry.resource is not None
@@ -384,6 +385,7 @@ class BundleProcessor:
                 resource_type=entry.resource_type,
                 resource_id=entry.target_id,
                 uow=uow,
+                stored=written.stored,
             )
         elif entry.method == "PATCH":
             if entry.target_id is None:
@@ -407,6 +409,7 @@ class BundleProcessor:
                 resource_type=entry.resource_type,
                 resource_id=entry.target_id,
                 uow=uow,
+                stored=written.stored,
             )
         elif entry.method == "DELETE":
             if entry.target_id is None:
@@ -419,6 +422,7 @@ class BundleProcessor:
                 resource_type=entry.resource_type,
                 resource_id=entry.target_id,
                 uow=uow,
+                stored=written.stored,
             )
         else:
             entry.response = self._get(uow, ctx, entry)

@@ -14,6 +14,7 @@ from hie.errors import (
     FhirError,
     Issue,
     NotFound,
+    Unauthorized,
     UnsupportedMediaType,
     operation_outcome,
 )
@@ -56,6 +57,11 @@ def create_fhir_blueprint(
 
     @bp.errorhandler(FhirError)
     def _fhir_error(error: FhirError) -> Response:
+        if isinstance(error, Unauthorized):  # a failed attempt is audited too
+            try:
+                exchange.record_refusal(request.remote_addr, error.message)
+            except FhirError as unaudited:
+                return http.error_response(unaudited)
         return http.error_response(error)
 
     @bp.get("/metadata")

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from hie.auth.tokens import TokenVerifier
-from hie.errors import FhirError, MethodNotAllowed
+from hie.errors import FhirError, MethodNotAllowed, Unauthorized
 from hie.exchange import Exchange
 from hie.rest import http
 from hie.rest.auth import bearer_context
@@ -62,6 +62,12 @@ class ReadPath:
                 stored = self._exchange.read(ctx, rtype, rid)
             else:
                 stored = self._exchange.vread(ctx, rtype, rid, version)
+        except Unauthorized as error:
+            try:
+                self._exchange.record_refusal(environ.get("REMOTE_ADDR"), error.message)
+            except FhirError as unaudited:
+                return http.error_response(unaudited)(environ, start_response)
+            return http.error_response(error)(environ, start_response)
         except FhirError as error:
             return http.error_response(error)(environ, start_response)
         except Exception as exc:

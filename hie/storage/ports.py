@@ -7,7 +7,9 @@ A unit of work is one database transaction; store functions never commit on thei
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import struct
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -198,20 +200,104 @@ class HistoryQuery:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """A plain record of one access (the consent-and-audit work turns these into AuditEvents)."""
+    """One access, as an AuditEvent to append to the audit chain (``hie.audit.event``).
+
+    ``content`` is the AuditEvent's canonical JSON without ``id``: the store numbers it
+    (``seq``) and chains it. The other fields are search keys derived from it.
+    """
 
     recorded: datetime
-    actor: str
-    organization: str | None
-    purpose: str | None
+    content: bytes
+    type: str
+    subtype: str
     action: str
     outcome: str
-    resource_type: str | None = None
-    resource_id: str | None = None
-    query: str | None = None
-    source: str | None = None
-    detail: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    agent: str
+    organization: str | None = None
+    purpose: str | None = None
+    break_glass: bool = False
+    patients: tuple[str, ...] = ()
+    entities: tuple[str, ...] = ()
+
+
+GENESIS = bytes(32)
+
+
+_LINK_HEAD = struct.Struct(">Qq").pack
+
+
+def chain_hash(prev: bytes, seq: int, recorded_us: int, content: bytes) -> bytes:
+    """SHA-256 over the previous record's hash, this record's number, time and bytes.
+
+    The number is inside the hash, so moving a record to another place breaks the chain.
+    """
+    return hashlib.sha256(prev + _LINK_HEAD(seq, recorded_us) + content).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAudit:
+    seq: int
+    recorded: datetime
+    content: bytes
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signature over the chain's hash at ``seq``: rewriting the chain up to it shows."""
+
+    seq: int
+    hash: bytes
+    signed: datetime
+    key_id: str
+    signature: bytes
+
+
+# (seq, recorded_us, content, prev_hash, hash), as verification reads them
+ChainLink = tuple[int, int, bytes, bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """A search of the audit trail, newest first. Unset fields do not filter."""
+
+    patient: str | None = None
+    agent: str | None = None
+    entity: str | None = None
+    type: str | None = None
+    subtype: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    purpose: str | None = None
+    organization: str | None = None
+    break_glass: bool | None = None
+    recorded_from: datetime | None = None  # inclusive
+    recorded_to: datetime | None = None  # exclusive
+    before_seq: int | None = None
+    count: int = 50
+
+
+class AuditLog(Protocol):
+    """The audit trail, stored apart from clinical data (its own tables or database)."""
+
+    def append(self, records: Sequence[AuditRecord]) -> None:
+        """Chain and store in one transaction of its own; raise if that fails."""
+
+    def search(self, query: AuditQuery) -> list[StoredAudit]: ...
+
+    def get(self, seq: int) -> StoredAudit | None: ...
+
+    def links(self, after: int = 0) -> Iterator[Sequence[ChainLink]]:
+        """Every record after ``after`` in chain order, in batches (for verification)."""
+
+    def checkpoints(self) -> list[Checkpoint]: ...
+
+    def close(self) -> None: ...
+
+
+class AuditFailure(Exception):
+    """A unit of work's audit records could not be written: the access must be refused."""
 
 
 # -- master patient index -----------------------------------------------------------

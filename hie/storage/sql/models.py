@@ -15,7 +15,6 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -77,22 +76,3 @@ class VersionRow(Base):
     method: Mapped[str] = mapped_column(String(8))
     custodian: Mapped[str | None] = mapped_column(String(128))
     content: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class AuditRow(Base):
-    """A plain access record; the audit work replaces these with chained AuditEvents."""
-
-    __tablename__ = "audit_log"
-
-    seq: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
-    recorded_us: Mapped[int] = mapped_column(BigInteger, index=True)
-    actor: Mapped[str] = mapped_column(String(256))
-    organization: Mapped[str | None] = mapped_column(String(128))
-    purpose: Mapped[str | None] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(32))
-    outcome: Mapped[str] = mapped_column(String(16))
-    resource_type: Mapped[str | None] = mapped_column(String(64))
-    resource_id: Mapped[str | None] = mapped_column(String(64))
-    query: Mapped[str | None] = mapped_column(Text)
-    source: Mapped[str | None] = mapped_column(String(128))
-    detail: Mapped[str | None] = mapped_column(Text)

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     Engine,
@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hie.search.rows import IndexRow
 from hie.storage.ports import (
+    AuditFailure,
     AuditRecord,
     EverythingRequest,
     HistoryQuery,
@@ -43,12 +44,11 @@ from hie.storage.sql.index_tables import (
     token_table,
 )
 from hie.storage.sql.index_tables import columns as table_columns
-from hie.storage.sql.models import AuditRow, ResourceRow, VersionRow
+from hie.storage.sql.models import ResourceRow, VersionRow
 from hie.storage.sql.search_plan import Planner
 
 R = cast(Table, ResourceRow.__table__)
 V = cast(Table, VersionRow.__table__)
-A = cast(Table, AuditRow.__table__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -69,11 +69,18 @@ def _lock_id(key: str) -> int:
 class SqlUnitOfWork:
     """One database transaction, implementing ``hie.storage.ports.UnitOfWork``."""
 
-    def __init__(self, conn: Connection, sqlite: bool, planner: Planner) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        sqlite: bool,
+        planner: Planner,
+        audit: ChainAppender | None = None,
+    ) -> None:
         self._conn = conn
         self._sqlite = sqlite
         self._planner = planner
         self._pending: list[NewVersion] = []
+        self._audit_log = audit
         self._audit: list[AuditRecord] = []
         self._identity: SqlIdentityTables | None = None
 
@@ -290,7 +297,7 @@ class SqlUnitOfWork:
         self._insert_dependents([(res_pk, new)])
 
     def flush(self) -> None:
-        """Write the batched creates and audit records (before any read, and at commit)."""
+        """Write the batched creates (before any read, and at commit)."""
         if self._pending:
             pending, self._pending = self._pending, []
             rows = self._conn.execute(
@@ -299,9 +306,6 @@ class SqlUnitOfWork:
             self._insert_dependents(
                 [(int(row[0]), n) for row, n in zip(rows, pending, strict=True)]
             )
-        if self._audit:
-            records, self._audit = self._audit, []
-            self._conn.execute(insert(A), [_audit_values(r) for r in records])
 
     def _insert_dependents(self, written: list[tuple[int, NewVersion]]) -> None:
         """The version rows and search-index rows of freshly written versions."""
@@ -338,7 +342,19 @@ class SqlUnitOfWork:
             self._conn.execute(statement, {"w_pk": res_pk})
 
     def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if self._audit_log is None:
+            raise RuntimeError("this store keeps no audit trail (audit.database_url is apart)")
         self._audit.extend(records)
+
+    def finish(self) -> None:
+        """Before commit: the last writes, then the audit chain (its lock is held briefly)."""
+        self.flush()
+        if self._audit and self._audit_log is not None:
+            records, self._audit = self._audit, []
+            try:
+                self._audit_log.append_in(self._conn, records)
+            except Exception as exc:
+                raise AuditFailure(str(exc)) from exc
 
 
 def _values(new: NewVersion) -> dict[str, Any]:
@@ -348,22 +364,6 @@ def _values(new: NewVersion) -> dict[str, Any]:
         "deleted": new.deleted,
         "custodian": new.custodian,
         "content": new.content,
-    }
-
-
-def _audit_values(r: AuditRecord) -> dict[str, Any]:
-    return {
-        "recorded_us": to_us(r.recorded),
-        "actor": r.actor,
-        "organization": r.organization,
-        "purpose": r.purpose,
-        "action": r.action,
-        "outcome": r.outcome,
-        "resource_type": r.resource_type,
-        "resource_id": r.resource_id,
-        "query": r.query,
-        "source": r.source,
-        "detail": r.detail,
     }
 
 
@@ -414,11 +414,21 @@ _PG_COPIES = {
 _DELETES = [delete(table).where(table.c.res_pk == bindparam("w_pk")) for table in ALL_TABLES]
 
 
-class SqlStore:
-    """``hie.storage.ports.Store`` over an SQLAlchemy engine."""
+class ChainAppender(Protocol):
+    def append_in(self, conn: Connection, records: Sequence[AuditRecord]) -> None:
+        """Chain audit records inside a write transaction (``SqlAuditLog``)."""
 
-    def __init__(self, engine: Engine) -> None:
+
+class SqlStore:
+    """``hie.storage.ports.Store`` over an SQLAlchemy engine.
+
+    ``audit`` is the audit trail when it lives in this database: writes then chain their
+    audit records in their own transaction, so data and record commit together.
+    """
+
+    def __init__(self, engine: Engine, *, audit: ChainAppender | None = None) -> None:
         self.engine = engine
+        self._audit = audit
         url = engine.url.render_as_string(hide_password=False)
         self._sqlite = is_sqlite(url)
         self._gate = writer_gate(url)
@@ -438,9 +448,9 @@ class SqlStore:
             if write:
                 conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
-                uow = SqlUnitOfWork(conn, self._sqlite, self._planner)
+                uow = SqlUnitOfWork(conn, self._sqlite, self._planner, self._audit)
                 yield uow
-                uow.flush()
+                uow.finish()
 
     def lookup(self, type_: str, id_: str, version: int | None = None) -> StoredResource | None:
         # Straight to the driver: SQLAlchemy's execution machinery costs more than the query.

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import jwt
+import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -51,10 +52,11 @@ def audit_rows(services: Services, action: str) -> list[tuple[str, str, str | No
     services.audit.close()  # flushes the group-commit writer
     with services.engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT actor, outcome, detail FROM audit_log WHERE action = :a ORDER BY seq"),
+            text("SELECT agent, outcome, content FROM audit_event WHERE subtype = :a ORDER BY seq"),
             {"a": action},
         ).all()
-    return [(r[0], r[1], r[2]) for r in rows]
+    words = {"0": "success"}
+    return [(r[0], words.get(r[1], "failure"), orjson.loads(r[2]).get("outcomeDesc")) for r in rows]
 
 
 def test_a_registered_client_gets_a_short_lived_token_it_can_use(

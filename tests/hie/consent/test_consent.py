@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import orjson
 import pytest
 from alembic import command
 from alembic.config import Config
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import text
 
 from hie.app import Services, build_services, create_app
 from hie.cli import main
@@ -105,12 +105,12 @@ def test_break_glass_reads_everything_needs_a_reason_and_is_flagged(
     assert btg.get("Observation/p1-hiv").status_code == 200  # deny and sensitive: still read
     bundle = btg.get("Patient/p1/$everything").get_json()
     assert bundle["total"] == 6  # the Consent and the enterprise Patient too
-    with services.engine.connect() as conn:
-        flagged = conn.execute(
-            text("SELECT action, purpose, detail FROM audit_log WHERE detail LIKE 'break-glass%'")
-        ).all()
-    assert {row[0] for row in flagged} == {"read", "everything"}
-    assert all(row[1] == "BTG" and REASON in row[2] for row in flagged)
+    trail = services.exchange.audit_trail
+    assert trail is not None
+    events = [orjson.loads(r.content) for r in trail.break_glass()]
+    assert {e["subtype"][0]["code"] for e in events} >= {"read", "everything"}
+    assert all(e["meta"]["security"][0]["code"] == "BTG" for e in events)
+    assert all(e["purposeOfEvent"][0]["text"] == REASON for e in events)
 
 
 def test_hidden_reads_answer_403_when_configured(db_url: str, tmp_path: Path) -> None:

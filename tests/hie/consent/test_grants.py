@@ -70,9 +70,12 @@ def test_sql_grant_store_through_the_exchange(services: Services) -> None:
     services.audit.close()  # flush the group-commit writer
     with services.engine.connect() as conn:
         rows = conn.execute(
-            sa.text("SELECT action, resource_id, organization FROM audit_log WHERE action='grant'")
+            sa.text(
+                "SELECT e.subtype, r.ref, e.organization FROM audit_event e "
+                "JOIN audit_ref r ON r.seq = e.seq AND r.kind = 'p' WHERE e.subtype = 'grant'"
+            )
         ).all()
-    assert [tuple(r) for r in rows] == [("grant", "p7", ORG_C)]
+    assert [tuple(r) for r in rows] == [("grant", "Patient/p7", ORG_C)]
 
 
 @pytest.mark.parametrize("store", [MemoryGrantStore()], ids=["memory"])

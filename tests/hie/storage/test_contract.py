@@ -26,6 +26,7 @@ from hie.storage.ports import (
     UnitOfWork,
     VersionConflict,
 )
+from hie.storage.sql.audit import SqlAuditLog
 from hie.storage.sql.engine import build_engine
 from hie.storage.sql.store import SqlStore
 from tests.support import fresh_database
@@ -38,7 +39,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    sql = SqlStore(build_engine(fresh_database(request.param, request, tmp_path)))
+    engine = build_engine(fresh_database(request.param, request, tmp_path))
+    sql = SqlStore(engine, audit=SqlAuditLog(engine))
     yield sql
     sql.close()
 
@@ -221,9 +223,11 @@ def test_history_newest_first_filtered_and_paged(store: Store) -> None:
 
 
 def test_audit_records_are_appended(store: Store) -> None:
-    record = AuditRecord(T0, "tester", "Organization/a", "TREAT", "read", "success", "Patient", "p")
+    record = AuditRecord(T0, b"{}", "rest", "read", "R", "0", "tester", "Organization/a")
     with store.unit_of_work(write=True) as uow:
         uow.append_audit([record, record])
+    if isinstance(store, MemoryStore):
+        assert store.audit == [record, record]
 
 
 def test_concurrent_writers_with_same_expected_version_one_wins(store: Store) -> None:

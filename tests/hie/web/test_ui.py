@@ -53,10 +53,10 @@ def audit(services: Services, action: str) -> list[tuple[str, str]]:
     services.audit.close()  # flushes the group-commit writer
     with services.engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT actor, outcome FROM audit_log WHERE action = :a ORDER BY seq"),
+            text("SELECT agent, outcome FROM audit_event WHERE subtype = :a ORDER BY seq"),
             {"a": action},
         ).all()
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], "success" if r[1] == "0" else "failure") for r in rows]
 
 
 def test_pages_need_a_session(browser: FlaskClient) -> None:
