@@ -251,7 +251,7 @@ def test_break_glass_tokens_need_a_reason_and_are_short_lived(
     assert claims["purpose"] == "BTG"
 
 
-def test_migration_0009_marks_consents_stored_before_it(built: tuple[Services, Flask]) -> None:
+def test_migration_0010_marks_consents_stored_before_it(built: tuple[Services, Flask]) -> None:
     services, app = built
     client = app.test_client()
     a = Api(client, services.issuer.issue(subject="a", scope=RECORDER, ttl=600, organization=A))
@@ -264,7 +264,7 @@ def test_migration_0009_marks_consents_stored_before_it(built: tuple[Services, F
     config.set_main_option("script_location", str(MIGRATIONS))
     with services.engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0008")  # as stored before: no shape rows
+        command.downgrade(config, "0009")  # as stored before: no shape rows
     assert b.get(search).get_json()["total"] == 0
     upgrade(services.engine)
     assert b.get(search).get_json()["total"] == 1

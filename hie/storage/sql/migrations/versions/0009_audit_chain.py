@@ -1,7 +1,7 @@
 """audit: chained AuditEvents, their search keys and signed checkpoints
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-28 03:50:00
 
 The plain ``audit_log`` of the core issue gives way to ``audit_event`` (one row per
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0010'
-down_revision: str | None = '0009'
+revision: str = '0009'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
