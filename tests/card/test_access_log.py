@@ -12,6 +12,15 @@ def test_access_log_lists_who_looked_in_plain_language(
 ) -> None:
     issued = card_api.issue(holder())
     pid = issued["patient"].partition("/")[2]
+    # Hospital b checks the resident in with the card: a card-presented treatment grant.
+    checked_in = card_api.call(
+        "POST",
+        "/check-in",
+        {"card_no": issued["card_no"]},
+        scope="card.identify",
+        org="Organization/b",
+    )
+    assert checked_in.status_code == 201, checked_in.get_json()
     token = card_services.issuer.issue(
         subject="his-b",
         scope="system/*.rs",
