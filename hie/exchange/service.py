@@ -70,6 +70,10 @@ def _known_id(resource_type: str, id_: str) -> None:
         raise NotFound(f"{resource_type}/{id_!r} is not known")
 
 
+def _printable(text: str | None) -> str | None:
+    return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
+
+
 def _query_text(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{n}={v}" for n, v in params)
 
@@ -399,7 +403,11 @@ class Exchange:
         With ``uow`` the record commits with that unit of work; otherwise it is durable
         before this returns, and if it cannot be written the access is refused.
         """
-        found = set(patients)
+        # What a caller sent may hold a NUL, which PostgreSQL text refuses: the record
+        # keeps a visible stand-in rather than failing (and, fail-closed, refusing).
+        resource_type, resource_id = _printable(resource_type), _printable(resource_id)
+        query, detail = _printable(query), _printable(detail)
+        found = {_printable(p) or "" for p in patients}
         if stored is not None and stored.content:
             found |= patients_in(stored.type, stored.id, stored.content)
         elif resource_type == "Patient" and resource_id:
