@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -92,6 +93,22 @@ def serving(env: dict[str, str]) -> Iterator[str]:
 def workdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="hie-bench-") as name:
         yield Path(name)
+
+
+def services_for(env: dict[str, str]) -> Any:
+    """The exchange's services (``hie.app.build_services``) as a process with ``env`` builds
+    them, for benches that check results through the exchange itself."""
+    sys.path.insert(0, str(ROOT))
+    from hie.app import build_services
+    from hie.settings import load_settings
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return build_services(load_settings())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def median(values: list[float]) -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import random
 import socket
 import statistics
@@ -24,7 +23,6 @@ import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE
@@ -35,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _harness import env_for, hie  # noqa: E402
+from _harness import env_for, hie, services_for  # noqa: E402
 
 from adapters.dicom.index import session_factory  # noqa: E402
 from adapters.dicom.models import (  # noqa: E402
@@ -235,19 +233,6 @@ def _client(
     finally:
         assoc.release()
     return timings, matches
-
-
-def services_for(env: dict[str, str]) -> Any:
-    from hie.app import build_services
-    from hie.settings import load_settings
-
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return build_services(load_settings())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -91,7 +91,7 @@ def wait_echo(port: int, aec: str, timeout: float = 30) -> None:
 def run_hie(files: list[Path], study_uid: str, parallel: int, work: Path) -> tuple[float, str]:
     """A real ``hie dicom`` (the process ``hie serve`` starts) on a fresh SQLite database,
     with the shared record behind it; the ImagingStudy is read back through the exchange."""
-    from _harness import env_for, hie
+    from _harness import env_for, hie, services_for
 
     work.mkdir(parents=True)
     env = env_for(f"sqlite:///{work}/hie.db", work / "data", HIE_DICOM_AET="HIE")
@@ -122,19 +122,6 @@ def run_hie(files: list[Path], study_uid: str, parallel: int, work: Path) -> tup
         proc.wait(timeout=60)
         log.close()
         services.close()
-
-
-def services_for(env: dict[str, str]) -> Any:
-    from hie.app import build_services
-    from hie.settings import load_settings
-
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return build_services(load_settings())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def imaging_study(exchange: Any, study_uid: str) -> dict[str, Any] | None:

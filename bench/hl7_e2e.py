@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from _harness import ROOT, env_for, fresh_database, hie, machine, workdir
+from _harness import env_for, fresh_database, hie, machine, services_for, workdir
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
 
@@ -120,18 +119,9 @@ def counts(engine: sa.Engine) -> tuple[int, int, int]:
 
 def searchable(env: dict[str, str], expected: int) -> str:
     """Count, through the exchange's search, the Observations coded LOINC 718-7 (HGB)."""
-    sys.path.insert(0, str(ROOT))
-    from hie.app import build_services
     from hie.context import RequestContext
-    from hie.settings import load_settings
 
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        services = build_services(load_settings())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    services = services_for(env)
     try:
         ctx = RequestContext.system(actor="bench-check")
         result = services.exchange.search(
