@@ -31,6 +31,7 @@ from _harness import (
     hie,
     machine,
     median,
+    services_for,
     serving,
     workdir,
 )
@@ -46,18 +47,9 @@ def _fresh_ids(text: str) -> str:
 
 def fill(env: dict[str, str], target: int) -> None:
     """Synthea transaction bundles with fresh ids (one pass per bundle) until ``target``."""
-    sys.path.insert(0, str(ROOT))
-    from hie.app import build_services
     from hie.context import RequestContext
-    from hie.settings import load_settings
 
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        services = build_services(load_settings())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    services = services_for(env)
     ctx = RequestContext.system(actor="bench-fill")
     # The shared test data sits next to the checkout (or two levels up from a worktree).
     shared = next(

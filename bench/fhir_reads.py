@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from _harness import (
-    ROOT,
     SHARED,
     env_for,
     free_port,
@@ -32,6 +31,7 @@ from _harness import (
     hie,
     machine,
     median,
+    services_for,
     serving,
     workdir,
 )
@@ -78,20 +78,9 @@ BARE_APP = textwrap.dedent(
 
 def fill(env: dict[str, str], target: int) -> None:
     """Load Synthea bundles with fresh fullUrls until the store holds ``target`` resources."""
-    sys.path.insert(0, str(ROOT))
-    import os
-
-    from hie.app import build_services
     from hie.context import RequestContext
-    from hie.settings import load_settings
 
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        services = build_services(load_settings())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    services = services_for(env)
     ctx = RequestContext.system(actor="bench-fill")
     bundles = [
         orjson.loads(p.read_bytes())
