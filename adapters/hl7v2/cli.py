@@ -31,7 +31,7 @@ from adapters.hl7v2.ports import Hl7Environment
 from adapters.hl7v2.senders import Sender, SenderError, SenderRegistry
 from adapters.hl7v2.service import Hl7Service
 from adapters.hl7v2.strict import validate_strict
-from adapters.hl7v2.worker import Worker, WorkerConfig
+from adapters.hl7v2.worker import Worker
 from hie.processes import spawn_hie, stop_all
 from terminology.conceptmaps import load_conceptmaps
 
@@ -239,11 +239,7 @@ def work() -> None:
             name=f"hl7-work-{os.getpid()}-{i}",
             maps=maps,
             ack_builder=acks,
-            config=WorkerConfig(
-                batch=config.worker_batch,
-                lease_seconds=config.lease_seconds,
-                max_attempts=config.max_attempts,
-            ),
+            config=config.worker_config(),
         )
         thread = threading.Thread(target=worker.run, args=(stop,), name=worker.name)
         thread.start()

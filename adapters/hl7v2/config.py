@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.hl7v2.senders import SenderDefaults
+from adapters.hl7v2.worker import WorkerConfig
 from hie.settings import Settings
 
 
@@ -55,6 +56,14 @@ class Hl7Config:
             application=hl7.application,
             facility=hl7.facility,
             conceptmaps=tuple(p.strip() for p in hl7.conceptmaps.split(",") if p.strip()),
+        )
+
+    def worker_config(self) -> WorkerConfig:
+        """What every mapping worker is given, in hie mllp and in hie hl7 work alike."""
+        return WorkerConfig(
+            batch=self.worker_batch,
+            lease_seconds=self.lease_seconds,
+            max_attempts=self.max_attempts,
         )
 
     def ssl_context(self) -> ssl.SSLContext | None:

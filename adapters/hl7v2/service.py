@@ -26,7 +26,7 @@ from adapters.hl7v2.mllp import ListenerConfig, MllpServer
 from adapters.hl7v2.ports import Exchange
 from adapters.hl7v2.senders import SenderRegistry
 from adapters.hl7v2.strict import validate_strict
-from adapters.hl7v2.worker import Worker, WorkerConfig
+from adapters.hl7v2.worker import Worker
 from terminology.conceptmaps import ConceptMaps, load_conceptmaps
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,7 @@ class Hl7Service:
                 ssl=config.ssl_context(),
             ),
         )
-        worker_config = WorkerConfig(
-            batch=config.worker_batch,
-            lease_seconds=config.lease_seconds,
-            max_attempts=config.max_attempts,
-        )
+        worker_config = config.worker_config()
         self.workers = [
             Worker(
                 self.inbox,
