@@ -883,6 +883,12 @@ class Exchange:
             return {patient_id}
         return {patient_id} | {m.source_id for m in self._mpi.members(uow, patient_id)}
 
+    def person_patients(self, patient_id: str) -> set[str]:
+        """The Patient ids that stand for one person: ``patient_id`` and, for an
+        enterprise Patient, every source Patient linked to it (ids only, no content)."""
+        with self._store.unit_of_work(write=False) as uow:
+            return self.patient_ids(uow, RequestContext.system(), patient_id)
+
     @audits_failure("search")
     def compartment_search(
         self,
