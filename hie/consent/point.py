@@ -21,13 +21,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from hie.consent.clinical_dates import clinical_dates
 from hie.consent.decision import Decision
 from hie.consent.policy import ConsentPolicy
 from hie.consent.provisions import ConsentRecord, parse_consent
 from hie.consent.rules import Caller, CardGrant, ResourceFacts, compile_rules
 from hie.consent.shapes import SHAPE_PARAM
 from hie.context import RequestContext
-from hie.search.rows import IndexRow, ReferenceRow, TokenRow
+from hie.search.rows import DateRow, IndexRow, ReferenceRow, TokenRow
 from hie.storage.ports import PatientRegion, StoredResource, Visibility
 
 
@@ -101,6 +102,7 @@ class ConsentPoint:
         self.policy = policy
         self._compartment = dict(compartment)
         self.patient_data = frozenset({"Patient", *compartment})
+        self.clinical_dates = clinical_dates(self.patient_data)
         self._grants = grants
 
     # -- who the caller is -------------------------------------------------------
@@ -118,6 +120,7 @@ class ConsentPoint:
 
     def _caller(self, ctx: RequestContext, organization: str) -> Caller:
         refs = {organization, ctx.actor}
+        refs.update(r for r in (ctx.practitioner, ctx.role) if r)
         return Caller(
             refs=frozenset(refs),
             organization=organization,
@@ -163,7 +166,22 @@ class ConsentPoint:
             for r in rows
             if isinstance(r, TokenRow) and r.param == "code" and r.system is not None
         }
-        return ResourceFacts(stored.type, frozenset(patients), frozenset(labels), frozenset(codes))
+        dated = self.clinical_dates.get(stored.type)
+        dates = {(r.low, r.high) for r in rows if isinstance(r, DateRow) and r.param == dated}
+        refs = {
+            f"{r.target_type}/{r.target_id}"
+            for r in rows
+            if isinstance(r, ReferenceRow) and r.target_type and r.target_id
+        }
+        return ResourceFacts(
+            stored.type,
+            frozenset(patients),
+            frozenset(labels),
+            frozenset(codes),
+            id=stored.id,
+            dates=frozenset(dates),
+            refs=frozenset(refs),
+        )
 
     def decide(
         self,
@@ -238,6 +256,7 @@ class ConsentPoint:
             sensitive_labels=self.policy.sensitive_labels,
             sensitive_codes=self.policy.sensitive_codes,
             shape_param=SHAPE_PARAM,
+            clinical_dates=self.clinical_dates,
         )
 
     # -- helpers --------------------------------------------------------------------
