@@ -23,6 +23,7 @@ from card.problems import STATUS_PROBLEMS, CardProblem
 from card.pseudonyms import Pseudonyms
 from card.qr import QrTokens
 from card.registry import CardRegistry, CardRow, Conflict, PersonRow, Tx
+from card.summary import shared_summary, summary_allowed
 from hie.context import RequestContext, Scopes
 from hie.crypto import BlindIndex, FieldCipher, mask_name, mask_phone, mask_resident_id
 from hie.errors import NotFound
@@ -456,14 +457,23 @@ class CardService:
 
     def identify(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
         require(ctx, "card.identify")
+        want = body.get("summary", False) if isinstance(body, dict) else False
+        if not isinstance(want, bool):
+            raise CardProblem(problems.BAD_REQUEST, "'summary' must be true or false")
+        if want:
+            summary_allowed(ctx)  # before a QR token is spent
         found = self.presented(ctx, body, "card.identify")
         self._audit(ctx, "card.identify", found.patient, found.card.card_no)
-        return {
+        out = {
             "card_no": found.card.card_no,
             "status": found.card.status,
             "patient": found.patient,
             "holder": self.holder_view(found.card.person),
         }
+        if want:
+            _, _, pid = found.patient.partition("/")
+            out["summary"] = shared_summary(self.exchange, ctx, self.exchange.person_patients(pid))
+        return out
 
     def check_in(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
         require(ctx, "card.identify")
