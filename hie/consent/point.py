@@ -107,16 +107,23 @@ class ConsentPoint:
 
     # -- who the caller is -------------------------------------------------------
 
-    def break_glass(self, ctx: RequestContext) -> bool:
+    def break_glass(self, ctx: RequestContext, now: datetime) -> bool:
+        """Purpose BTG with a stated reason, within ``break_glass_ttl`` of the token's
+        issue: the grant is time-limited whatever lifetime the token was minted with.
+        (Every access token carries its issue time; a context built in-process has none.)"""
         return (
             ctx.organization is not None
             and ctx.purpose == self.policy.break_glass_purpose
             and bool((ctx.reason or "").strip())
+            and (
+                ctx.issued_at is None
+                or now.timestamp() < ctx.issued_at + self.policy.break_glass_ttl
+            )
         )
 
-    def sees_everything(self, ctx: RequestContext) -> bool:
+    def sees_everything(self, ctx: RequestContext, now: datetime) -> bool:
         """Administration and break-glass: nothing is hidden from them."""
-        return ctx.organization is None or self.break_glass(ctx)
+        return ctx.organization is None or self.break_glass(ctx, now)
 
     def _caller(self, ctx: RequestContext, organization: str) -> Caller:
         refs = {organization, ctx.actor}
@@ -129,12 +136,12 @@ class ConsentPoint:
         )
 
     def quick(
-        self, ctx: RequestContext, resource_type: str, custodian: str | None
+        self, ctx: RequestContext, resource_type: str, custodian: str | None, now: datetime
     ) -> Verdict | None:
         """A decision that needs no facts, or None (then call :meth:`decide`)."""
         if ctx.organization is None:
             return Verdict(Decision(True, "administrative (no organisation)"))
-        if self.break_glass(ctx):
+        if self.break_glass(ctx, now):
             return Verdict(Decision(True, f"break-glass: {ctx.reason}"), break_glass=True)
         if resource_type not in self.patient_data:
             return Verdict(Decision(True, "not patient data"))
@@ -226,7 +233,7 @@ class ConsentPoint:
 
     def visibility(self, ctx: RequestContext, source: Facts, now: datetime) -> Visibility:
         """What ``ctx`` may see, as a filter the store applies inside every query."""
-        if ctx.organization is None or self.sees_everything(ctx):
+        if ctx.organization is None or self.sees_everything(ctx, now):
             return Visibility()
         caller = self._caller(ctx, ctx.organization)
         # Each shape is compiled once, for a stand-in patient the store resolves.
