@@ -36,6 +36,10 @@ PHONE_CONTEXT = b"card_person.phone"
 _WRITE_SCOPES = Scopes("system/Patient.cru system/Encounter.c")
 # A resident's own Consents, recorded and withdrawn through the card (card.consents).
 _CONSENT_SCOPES = Scopes("system/Consent.crus consent.record")
+# Spent QR token ids are forgotten this long after they expired, at most once per
+# interval (a token used before its expiry can never be presented again after it).
+QR_PRUNE_GRACE_US = 60_000_000
+QR_PRUNE_INTERVAL_US = 60_000_000
 # v3 ActReason: the patient asked (the resident managing their own consents).
 _PATIENT_REQUEST = "PATRQT"
 # The master patient index's names for the card number and for "this Patient comes from
@@ -114,6 +118,7 @@ class CardService:
         self.clock = clock
         self.grant_period = grant_period
         self.custodian = custodian
+        self._next_prune_us = 0  # when spent QR ids are next pruned (service clock)
 
     # -- helpers --------------------------------------------------------------
 
@@ -422,11 +427,15 @@ class CardService:
                 raise CardProblem(problems.BAD_REQUEST, "'qr' must be a string")
             claims = self.qr.verify(body["qr"])
             card_no = claims.card_no
+            now_us = to_us(self.clock())
+            if now_us >= claims.expires * 1_000_000:  # expired since verify: never record it
+                raise CardProblem(problems.QR_EXPIRED, "the QR token has expired; show a fresh one")
             with self.registry.transaction(write=True) as tx:
                 card = self._card(tx, card_no)
-                fresh = tx.use_qr(
-                    claims.jti, card_no, to_us(self.clock()), claims.expires * 1_000_000
-                )
+                fresh = tx.use_qr(claims.jti, card_no, now_us, claims.expires * 1_000_000)
+                if now_us >= self._next_prune_us:
+                    self._next_prune_us = now_us + QR_PRUNE_INTERVAL_US
+                    tx.prune_qr(now_us - QR_PRUNE_GRACE_US)
             if not fresh:
                 self._audit(
                     ctx,
