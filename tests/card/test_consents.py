@@ -209,6 +209,12 @@ def test_consent_operations_are_audited_as_card_operations(
     issued = card_api.issue(holder())
     recorded = _consent(card_api, issued["card_no"], {"action": "permit", "actor": B})
     _consent(card_api, issued["card_no"], {"withdraw": recorded.get_json()["consent"]})
+    # The resident's access log tells them in plain language.
+    log = card_api.call(
+        "GET", f"/access-log?qr={_qr(card_api, issued['card_no'])}", scope="card.identify"
+    )
+    labels = {e["actionLabel"]["en"] for e in log.get_json()["entries"]}
+    assert {"recorded your consent decision", "withdrew a consent at your request"} <= labels
     auditor = _fhir(card_api, None, "system/AuditEvent.rs")
     for subtype in ("card.consent-record", "card.consent-withdraw"):
         found = auditor.get(f"AuditEvent?subtype={subtype}").get_json()
