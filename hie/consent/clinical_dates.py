@@ -2,9 +2,8 @@
 
 One date search parameter per type: the clinically meaningful one (when it happened,
 was observed, was ordered), not when it was written. A type not listed uses its
-``date`` parameter; a record without a value for its parameter is undated, and no
-dataPeriod covers it (a permit with a dataPeriod does not open it; see docs/consent.md
-for denies).
+``date`` parameter; a record without a value for its parameter is undated: a permit's
+dataPeriod does not open it, a deny's covers it (docs/consent.md).
 """
 
 from __future__ import annotations

@@ -156,6 +156,7 @@ def _provision(raw: Mapping[str, Any], parent: str | None, path: str) -> Provisi
             labels=_code_set(_codings(raw.get("securityLabel"))),
             codes=_code_set(_concept_codings(raw.get("code"))),
             data_period=_data_period(raw.get("dataPeriod")),
+            undated=kind == "deny",
             data=_data(raw.get("data"), kind),
         ),
         children=children,

@@ -69,7 +69,10 @@ def meets(facts: ResourceFacts, c: Criteria) -> bool:
         return False
     if c.data_period is not None:
         start, end = c.data_period
-        if not any(start <= low and high <= end for low, high in facts.dates):
+        if not facts.dates:
+            if not c.undated:
+                return False
+        elif not any(start <= low and high <= end for low, high in facts.dates):
             return False
     if c.data is not None:
         return any(

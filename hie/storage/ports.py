@@ -68,7 +68,8 @@ class Criteria:
     ``labels``: the resource carries one of these ``meta.security`` codings;
     ``codes``: its ``code`` search parameter holds one of these codings;
     ``data_period``: its clinical date (``Visibility.clinical_dates``) lies within
-    ``(low, high)`` (epoch microseconds, inclusive);
+    ``(low, high)`` (epoch microseconds, inclusive), or it has none and ``undated``
+    (a deny's period covers what cannot be shown to lie outside it);
     ``data``: it is one of these resources (``(type, id, "instance")``) or refers to one
     of them (``(type, id, "dependents")``).
     """
@@ -77,6 +78,7 @@ class Criteria:
     labels: frozenset[Code] | None = None
     codes: frozenset[Code] | None = None
     data_period: tuple[int, int] | None = None
+    undated: bool = False
     data: frozenset[tuple[str, str, str]] | None = None
 
 

@@ -701,7 +701,11 @@ class Planner:
             dated = select(d.c.res_pk).where(
                 d.c.res_pk == r.c.pk, d.c.param.in_(keys), d.c.low >= start, d.c.high <= end
             )
-            conds.append(dated.exists())
+            if c.undated:
+                any_date = select(d.c.res_pk).where(d.c.res_pk == r.c.pk, d.c.param.in_(keys))
+                conds.append(or_(dated.exists(), ~any_date.exists()))
+            else:
+                conds.append(dated.exists())
         if c.data is not None:
             conds.append(self._data(r, c.data))
         return and_(true(), *conds)
