@@ -488,6 +488,33 @@ class Inbox:
             )
             return bool(result.rowcount)
 
+    def finish_many(self, worker: str, results: Sequence[tuple[int, bytes | None]]) -> list[bool]:
+        """Mark rows mapped (each with its application ACK, if any) in one commit; for each,
+        False when its lease was lost to another worker."""
+        if not results:
+            return []
+        now = self.now()
+        done = []
+        with self.engine.begin() as conn:
+            for entry_id, app_ack in results:
+                result = conn.execute(
+                    update(_T)
+                    .where(
+                        _T.c.id == entry_id, _T.c.lease_owner == worker, _T.c.state == "received"
+                    )
+                    .values(
+                        state="mapped",
+                        error=None,
+                        app_ack=app_ack,
+                        processed_at=now,
+                        attempts=_T.c.attempts + 1,
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                )
+                done.append(bool(result.rowcount))
+        return done
+
     def release(self, entry_ids: Iterable[int], worker: str) -> None:
         """Give rows back unprocessed (a stopping worker)."""
         ids = list(entry_ids)
