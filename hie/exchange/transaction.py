@@ -209,8 +209,7 @@ class BundleProcessor:
             parsed.append((ctx, entries))
         with self._store.unit_of_work(write=True) as uow:
             # Every Bundle's locks first, in one global order: no deadlock between groups.
-            for key in sorted({k for _, entries in parsed for k in self._lock_keys(entries)}):
-                uow.lock(key)
+            uow.lock_all(sorted({k for _, entries in parsed for k in self._lock_keys(entries)}))
             for ctx, entries in parsed:
                 self._run(uow, ctx, entries, prefer)
         return [
@@ -229,8 +228,7 @@ class BundleProcessor:
             entry = self._parse(index, raw)
             self._prepare(ctx, [entry])
             with self._store.unit_of_work(write=True) as uow:
-                for key in sorted(self._lock_keys([entry])):
-                    uow.lock(key)
+                uow.lock_all(sorted(self._lock_keys([entry])))
                 self._run(uow, ctx, [entry], prefer)
             return entry.response
         except FhirError as error:
