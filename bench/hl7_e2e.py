@@ -15,7 +15,10 @@ half second (received vs mapped) and prints:
   LOINC code.
 
     .venv/bin/python bench/hl7_e2e.py [--messages 3000] [--connections 2] [--db sqlite|postgresql]
-        [--set HIE_HL7_COMMIT_BATCH=1 ...] [--baseline DIR]
+        [--variant HIE_HL7_COMMIT_BATCH=1[,HIE_X_Y=V...] ...] [--baseline DIR]
+
+Each ``--variant`` runs this tree once more with those settings (default: one run with
+none), interleaved per database.
 
 ``--baseline DIR`` also runs the hie found in DIR (an extracted older commit, e.g.
 ``git archive <commit> | tar -x -C DIR``) in the same run, interleaved with this tree per
@@ -223,15 +226,18 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--patients", type=int, default=500)
     parser.add_argument("--db", action="append", choices=["sqlite", "postgresql"])
-    parser.add_argument("--set", action="append", default=[], metavar="HIE_X_Y=VALUE",
-                        help="a setting for this tree's runs (not the baseline's)")  # fmt: skip
+    parser.add_argument("--variant", action="append", default=[], metavar="HIE_X_Y=V[,...]",
+                        help="run this tree with these settings (repeatable)")  # fmt: skip
     parser.add_argument("--baseline", type=Path, help="also run the hie in this directory")
     args = parser.parse_args()
-    settings = dict(item.split("=", 1) for item in args.set)
+    settings = [
+        dict(item.split("=", 1) for item in variant.split(",") if item)
+        for variant in args.variant or [""]
+    ]
     print(f"# machine: {machine()}")
     print(f"# ORU^R01, 10 NM OBX, {len(oru(0, 1))} bytes; {args.messages} messages over "
           f"{args.connections} connections, {args.patients} patients")  # fmt: skip
-    variants: list[tuple[str, Path, dict[str, str]]] = [("this tree", ROOT, settings)]
+    variants: list[tuple[str, Path, dict[str, str]]] = [("this tree", ROOT, v) for v in settings]
     if args.baseline is not None:
         variants.insert(0, (f"baseline {args.baseline}", args.baseline.resolve(), {}))
     for kind in args.db or ["sqlite"]:
