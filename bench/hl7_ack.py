@@ -142,6 +142,9 @@ class _NoExchange:
     def transaction(self, ctx: Any, bundle: dict[str, Any]) -> dict[str, Any]:
         raise AssertionError("workers are not started in this benchmark")
 
+    def transactions(self, items: Any) -> list[dict[str, Any]]:
+        raise AssertionError("workers are not started in this benchmark")
+
 
 async def hie(url: str, sample: bytes, count: int) -> tuple[float, float, int]:
     engine = make_engine(url)

@@ -15,20 +15,30 @@ half second (received vs mapped) and prints:
   LOINC code.
 
     .venv/bin/python bench/hl7_e2e.py [--messages 3000] [--connections 2] [--db sqlite|postgresql]
+        [--variant HIE_HL7_COMMIT_BATCH=1[,HIE_X_Y=V...] ...] [--baseline DIR]
+
+Each ``--variant`` runs this tree once more with those settings (default: one run with
+none), interleaved per database.
+
+``--baseline DIR`` also runs the hie found in DIR (an extracted older commit, e.g.
+``git archive <commit> | tar -x -C DIR``) in the same run, interleaved with this tree per
+database, for A/B figures on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import socket
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import sqlalchemy as sa
-from _harness import env_for, fresh_database, hie, machine, services_for, workdir
+from _harness import ROOT, env_for, fresh_database, hie, machine, services_for, workdir
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
 
@@ -133,17 +143,31 @@ def searchable(env: dict[str, str], expected: int) -> str:
     return f"{total} of {expected} haemoglobin Observations found by code=http://loinc.org|718-7"
 
 
-def run(kind: str, n: int, connections: int, patients: int) -> dict[str, float]:
+def run(
+    kind: str,
+    n: int,
+    connections: int,
+    patients: int,
+    tree: Path = ROOT,
+    settings: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """One run against the hie in ``tree`` (this checkout, or a baseline's)."""
     with workdir() as tmp:
         url = fresh_database(kind, tmp, name="hie_bench_hl7")
-        env = env_for(url, tmp / "data")
-        hie(env, "db", "upgrade")
-        hie(env, "hl7", "sender", "add", "--app", "LIS", "--facility", "MYSRMYY",
-            "--org", "Organization/mysrmyy")  # fmt: skip
+        env = env_for(url, tmp / "data", HIE_CONFIG_DIR=str(tree / "config"), **(settings or {}))
+        if tree == ROOT:
+            hie(env, "db", "upgrade")
+            hie(env, "hl7", "sender", "add", "--app", "LIS", "--facility", "MYSRMYY",
+                "--org", "Organization/mysrmyy")  # fmt: skip
+        else:
+            for args in (("db", "upgrade"), ("hl7", "sender", "add", "--app", "LIS",
+                         "--facility", "MYSRMYY", "--org", "Organization/mysrmyy")):  # fmt: skip
+                subprocess.run([sys.executable, "-m", "hie", *args], env=env, cwd=tree,
+                               check=True, capture_output=True)  # fmt: skip
         port = int(env["HIE_MLLP_PORT"])
         log = (tmp / "mllp.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "hie", "mllp"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+                                stderr=subprocess.STDOUT, cwd=tree)  # fmt: skip
         engine = sa.create_engine(url)
         try:
             wait_for_port(port, proc)
@@ -202,19 +226,35 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--patients", type=int, default=500)
     parser.add_argument("--db", action="append", choices=["sqlite", "postgresql"])
+    parser.add_argument("--variant", action="append", default=[], metavar="HIE_X_Y=V[,...]",
+                        help="run this tree with these settings (repeatable)")  # fmt: skip
+    parser.add_argument("--baseline", type=Path, help="also run the hie in this directory")
     args = parser.parse_args()
+    settings = [
+        dict(item.split("=", 1) for item in variant.split(",") if item)
+        for variant in args.variant or [""]
+    ]
     print(f"# machine: {machine()}")
     print(f"# ORU^R01, 10 NM OBX, {len(oru(0, 1))} bytes; {args.messages} messages over "
           f"{args.connections} connections, {args.patients} patients")  # fmt: skip
+    variants: list[tuple[str, Path, dict[str, str]]] = [("this tree", ROOT, v) for v in settings]
+    if args.baseline is not None:
+        variants.insert(0, (f"baseline {args.baseline}", args.baseline.resolve(), {}))
     for kind in args.db or ["sqlite"]:
-        r = run(kind, args.messages, args.connections, args.patients)
-        print(
-            f"{kind}: ACKed {r['acked']:.0f} at {r['ack_rate']:.0f} msg/s; mapped {r['mapped']:.0f}, "
-            f"failed {r['failed']:.0f}; end to end {r['e2e_rate']:.0f} msg/s "
-            f"(steady middle {r['steady']:.0f} msg/s; target 300); backlog drained "
-            f"{r['drain_after_ack']:.1f} s after the last ACK"
-        )
-        print(f"{kind}: {r['check']}")
+        for label, tree, extra in variants:
+            print(f"# {kind}, {label} {' '.join(f'{k}={v}' for k, v in extra.items())}")
+            print(f"# load average {os.getloadavg()[0]:.2f} at start")
+            report(kind, run(kind, args.messages, args.connections, args.patients, tree, extra))
+
+
+def report(kind: str, r: dict[str, float]) -> None:
+    print(
+        f"{kind}: ACKed {r['acked']:.0f} at {r['ack_rate']:.0f} msg/s; mapped {r['mapped']:.0f}, "
+        f"failed {r['failed']:.0f}; end to end {r['e2e_rate']:.0f} msg/s "
+        f"(steady middle {r['steady']:.0f} msg/s; target 300); backlog drained "
+        f"{r['drain_after_ack']:.1f} s after the last ACK"
+    )
+    print(f"{kind}: {r['check']}")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,8 @@ class Hl7Settings(_Section):
     workers: int = 2
     # Extra mapping processes (hie hl7 work) started by hie mllp; threads share one GIL.
     worker_processes: int = 1
+    # Mapped messages applied per exchange commit (group commit; 1: one commit each).
+    commit_batch: int = 8
     conceptmaps: str = ""
     application: str = "HIE"
     facility: str = ""

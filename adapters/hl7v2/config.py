@@ -27,6 +27,7 @@ class Hl7Config:
     workers: int = 2
     worker_processes: int = 1
     worker_batch: int = 32
+    commit_batch: int = 8
     lease_seconds: float = 300.0
     max_attempts: int = 5
     application: str = "HIE"
@@ -53,6 +54,7 @@ class Hl7Config:
             ),
             workers=hl7.workers,
             worker_processes=hl7.worker_processes,
+            commit_batch=hl7.commit_batch,
             application=hl7.application,
             facility=hl7.facility,
             conceptmaps=tuple(p.strip() for p in hl7.conceptmaps.split(",") if p.strip()),
@@ -62,6 +64,7 @@ class Hl7Config:
         """What every mapping worker is given, in hie mllp and in hie hl7 work alike."""
         return WorkerConfig(
             batch=self.worker_batch,
+            commit_batch=self.commit_batch,
             lease_seconds=self.lease_seconds,
             max_attempts=self.max_attempts,
         )

@@ -9,6 +9,12 @@ PostgreSQL through psycopg 3.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
@@ -64,3 +70,36 @@ def configure_sqlite(engine: Engine, *, synchronous: str = "FULL") -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+WriterGate = Callable[[], AbstractContextManager[None]]
+
+
+def writer_gate(engine: Engine) -> WriterGate:
+    """Queue this engine's SQLite write transactions with the exchange's writers.
+
+    The exchange's store holds an exclusive flock on ``<database>.writer`` around each
+    write transaction (``hie.storage.sql.engine.WriterGate``), so its writers wake each
+    other at once. A writer outside that queue only has SQLite's busy handler, which
+    sleeps up to 100 ms a try: under a busy mapping worker the listener's inbox commits
+    (and so the ACKs) starved. Taking the same flock puts them in the same queue. Each
+    thread has its own descriptor. Elsewhere (PostgreSQL, memory) there is no gate.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        return contextlib.nullcontext
+    path = database + ".writer"
+    local = threading.local()
+
+    @contextlib.contextmanager
+    def held() -> Iterator[None]:
+        fd = getattr(local, "fd", None)
+        if fd is None:
+            fd = local.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    return held

@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Connection,
     DateTime,
     Engine,
     ForeignKey,
@@ -48,7 +49,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from adapters.hl7v2.db import Base
+from adapters.hl7v2.db import Base, writer_gate
 
 State = Literal["received", "mapped", "failed", "rejected"]
 STATES: tuple[State, ...] = ("received", "mapped", "failed", "rejected")
@@ -293,6 +294,7 @@ class Inbox:
         self._pg = engine.dialect.name == "postgresql"
         self._sqlite = engine.dialect.name == "sqlite"
         self._sql = _HotSql(engine)
+        self._gate = writer_gate(engine)
         # With keep_connection (the listener's inbox) intake keeps its DB-API connection:
         # a pool checkout per batch costs more than the insert. One batch at a time uses it.
         self._keep = keep_connection
@@ -301,6 +303,12 @@ class Inbox:
 
     def now(self) -> datetime:
         return self._clock()
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A write transaction, queued with every other writer of a SQLite database."""
+        with self._gate(), self.engine.begin() as conn:
+            yield conn
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -318,11 +326,12 @@ class Inbox:
         if not self._keep:
             conn = self.engine.raw_connection()
             try:
-                self._store(conn, messages, out)
+                with self._gate():
+                    self._store(conn, messages, out)
             finally:
                 conn.close()
             return out
-        with self._writer_lock:
+        with self._writer_lock, self._gate():
             if self._writer is None:
                 self._writer = self.engine.raw_connection()
             conn = self._writer
@@ -413,7 +422,7 @@ class Inbox:
         )
         if self._pg:
             query = query.with_for_update(skip_locked=True)
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             rows = conn.execute(query).mappings().all()
             if not rows:
                 return []
@@ -450,7 +459,7 @@ class Inbox:
 
     def retry_later(self, entry_id: int, worker: str, error: str, delay_seconds: float) -> bool:
         """A transient failure: keep the row received, hidden from claims for a while."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             result = conn.execute(
                 update(_T)
                 .where(_T.c.id == entry_id, _T.c.lease_owner == worker, _T.c.state == "received")
@@ -472,7 +481,7 @@ class Inbox:
         app_ack: bytes | None = None,
     ) -> bool:
         """Record a worker's result; False when the lease was lost to another worker."""
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             result = conn.execute(
                 update(_T)
                 .where(_T.c.id == entry_id, _T.c.lease_owner == worker, _T.c.state == "received")
@@ -488,12 +497,39 @@ class Inbox:
             )
             return bool(result.rowcount)
 
+    def finish_many(self, worker: str, results: Sequence[tuple[int, bytes | None]]) -> list[bool]:
+        """Mark rows mapped (each with its application ACK, if any) in one commit; for each,
+        False when its lease was lost to another worker."""
+        if not results:
+            return []
+        now = self.now()
+        done = []
+        with self._begin() as conn:
+            for entry_id, app_ack in results:
+                result = conn.execute(
+                    update(_T)
+                    .where(
+                        _T.c.id == entry_id, _T.c.lease_owner == worker, _T.c.state == "received"
+                    )
+                    .values(
+                        state="mapped",
+                        error=None,
+                        app_ack=app_ack,
+                        processed_at=now,
+                        attempts=_T.c.attempts + 1,
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                )
+                done.append(bool(result.rowcount))
+        return done
+
     def release(self, entry_ids: Iterable[int], worker: str) -> None:
         """Give rows back unprocessed (a stopping worker)."""
         ids = list(entry_ids)
         if not ids:
             return
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 update(_T)
                 .where(_T.c.id.in_(ids), _T.c.lease_owner == worker)
@@ -549,7 +585,7 @@ class Inbox:
         Returns (requeued ids, reasons for ids that were not).
         """
         problems: list[str] = []
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             if failed:
                 ids = [
                     r[0]
@@ -602,7 +638,7 @@ class Inbox:
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
     def mark_app_ack_sent(self, entry_id: int) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(update(_T).where(_T.c.id == entry_id).values(app_ack_sent_at=self.now()))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
@@ -16,6 +17,12 @@ class Exchange(Protocol):
 
     def transaction(self, ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, Any]:
         """Apply a FHIR transaction Bundle atomically; raise hie.errors.FhirError on failure."""
+        ...
+
+    def transactions(
+        self, items: Sequence[tuple[RequestContext, Mapping[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """Apply several transaction Bundles in one commit, all or none (group commit)."""
         ...
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, NamedTuple
+
+import orjson
 
 from adapters.hl7v2 import ack as acks
 from adapters.hl7v2.ack import AckBuilder, Problem
@@ -46,6 +48,8 @@ def system_context(sender: Sender, entry_id: int) -> RequestContext:
 @dataclass(frozen=True)
 class WorkerConfig:
     batch: int = 32
+    # Messages applied in one exchange commit (group commit); 1: one commit per message.
+    commit_batch: int = 8
     lease_seconds: float = 300.0
     idle_sleep: float = 0.2
     max_attempts: int = 5
@@ -80,9 +84,61 @@ class Worker:
     def run_once(self) -> int:
         """Claim one batch and process it; returns how many rows were claimed."""
         entries = self.inbox.claim(self.name, self.config.batch, self.config.lease_seconds)
-        for entry in entries:
-            self.process(entry)
+        self.process_many(entries)
         return len(entries)
+
+    def process_many(self, entries: Sequence[InboxEntry]) -> list[Result]:
+        """Process rows in order, applying up to ``commit_batch`` mapped messages per commit.
+
+        A group is all or nothing in the exchange; when it fails for any reason its
+        messages are applied again one by one, so one bad message fails alone.
+        """
+        results: dict[int, Result] = {}
+        group: list[_Mapped] = []
+        size = max(1, self.config.commit_batch)
+        for entry in entries:
+            mapped = self._map(entry)
+            if isinstance(mapped, str):
+                results[entry.id] = mapped
+                continue
+            group.append(mapped)
+            if len(group) >= size:
+                results.update(self._apply_group(group))
+                group = []
+        results.update(self._apply_group(group))
+        return [results[e.id] for e in entries]
+
+    def _apply_group(self, group: list[_Mapped]) -> dict[int, Result]:
+        if not group:
+            return {}
+        if len(group) == 1:
+            return {group[0].entry.id: self._apply(group[0])}
+        try:
+            # The exchange rewrites references in the Bundles it is given; copies keep the
+            # originals clean for the one-by-one retry if the group rolls back.
+            self.exchange.transactions(
+                [
+                    (self.context_for(m.sender, m.entry.id), orjson.loads(orjson.dumps(m.bundle)))
+                    for m in group
+                ]
+            )
+        except Exception as exc:
+            log.info(
+                "hl7 worker %s: a group of %d failed (%s: %s); applying them one by one",
+                self.name,
+                len(group),
+                type(exc).__name__,
+                exc,
+            )
+            return {m.entry.id: self._apply(m) for m in group}
+        finished = self.inbox.finish_many(
+            self.name, [(m.entry.id, self._application_ack(m.message, "AA", ())) for m in group]
+        )
+        out: dict[int, Result] = {}
+        for m, ok in zip(group, finished, strict=True):
+            out[m.entry.id] = "mapped" if ok else "lost"
+            self.processed += ok
+        return out
 
     def drain(self, timeout: float = 60.0) -> int:
         """Process until nothing is claimable (tools and tests); returns rows processed."""
@@ -106,6 +162,12 @@ class Worker:
                 stop.wait(self.config.idle_sleep)
 
     def process(self, entry: InboxEntry) -> Result:
+        """Map one row and apply it in a transaction of its own."""
+        mapped = self._map(entry)
+        return mapped if isinstance(mapped, str) else self._apply(mapped)
+
+    def _map(self, entry: InboxEntry) -> _Mapped | Result:
+        """The row's transaction Bundle, or the row failed with the reason."""
         sender = self.registry.by_id(entry.sender_id) if entry.sender_id is not None else None
         if sender is None:
             return self._fail(entry, None, f"sender {entry.sender_id} is no longer registered")
@@ -120,6 +182,10 @@ class Worker:
                 102 if "date" in exc.reason or "number" in exc.reason else 207, exc.reason
             )
             return self._fail(entry, message, f"mapping: {exc}", problem, exc.location)
+        return _Mapped(entry, sender, message, bundle)
+
+    def _apply(self, mapped: _Mapped) -> Result:
+        entry, sender, message, bundle = mapped
         try:
             self.exchange.transaction(self.context_for(sender, entry.id), bundle)
         except FhirError as exc:
@@ -175,6 +241,13 @@ class Worker:
         if not acks.enhanced_mode(message.msh) or not acks.wants_application_ack(message.msh, code):
             return None
         return self.acks.ack(message.msh, message.delimiters, code, list(problems), message.charset)
+
+
+class _Mapped(NamedTuple):
+    entry: InboxEntry
+    sender: Sender
+    message: Message
+    bundle: dict[str, Any]
 
 
 def _issues(error: FhirError) -> str:

@@ -1221,6 +1221,17 @@ class Exchange:
             raise BadRequest("expected a Bundle of type 'transaction'")
         return self.process_bundle(ctx, dict(bundle))
 
+    def transactions(
+        self, items: Sequence[tuple[RequestContext, Mapping[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """Several transaction Bundles (each with its caller) committed together or not at all.
+
+        For feeds that apply many small Bundles (HL7 v2 mapping): one commit, and one set of
+        locks, for the group. Each Bundle is validated, authorised and audited as alone.
+        """
+        processor = BundleProcessor(self, self._writer, self._store)
+        return processor.process_many([(ctx, dict(b)) for ctx, b in items], prefer="minimal")
+
     def validate(
         self,
         ctx: RequestContext,

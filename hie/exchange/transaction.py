@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -57,6 +58,7 @@ class Entry:
     if_match: int | None = None
     history: bool = False
     target_id: str | None = None  # assigned during resolution
+    fresh: bool = False  # target_id was minted here: nothing can exist under it yet
     matched: StoredResource | None = None
     response: dict[str, Any] = field(default_factory=dict)
 
@@ -179,16 +181,45 @@ class BundleProcessor:
         if not isinstance(raw_entries, list):
             raise BadRequest("Bundle.entry must be an array")
         if kind == "transaction":
+            return self.process_many([(ctx, bundle)], prefer=prefer)[0]
+        responses = [self._batch_entry(ctx, i, raw, prefer) for i, raw in enumerate(raw_entries)]
+        return {"resourceType": "Bundle", "type": f"{kind}-response", "entry": responses}
+
+    def process_many(
+        self, items: Sequence[tuple[RequestContext, Any]], *, prefer: str
+    ) -> list[dict[str, Any]]:
+        """Several transaction Bundles in one unit of work: one commit for them all.
+
+        Each Bundle is validated and resolved on its own, and sees the writes of the ones
+        before it; any failure rolls every Bundle back (the caller may retry them apart).
+        """
+        parsed: list[tuple[RequestContext, list[Entry]]] = []
+        for ctx, bundle in items:
+            if (
+                not isinstance(bundle, dict)
+                or bundle.get("resourceType") != "Bundle"
+                or bundle.get("type") != "transaction"
+            ):
+                raise BadRequest("expected a Bundle of type 'transaction'")
+            raw_entries = bundle.get("entry") or []
+            if not isinstance(raw_entries, list):
+                raise BadRequest("Bundle.entry must be an array")
             entries = [self._parse(i, raw) for i, raw in enumerate(raw_entries)]
             self._prepare(ctx, entries)
-            with self._store.unit_of_work(write=True) as uow:
+            parsed.append((ctx, entries))
+        with self._store.unit_of_work(write=True) as uow:
+            # Every Bundle's locks first, in one global order: no deadlock between groups.
+            uow.lock_all(sorted({k for _, entries in parsed for k in self._lock_keys(entries)}))
+            for ctx, entries in parsed:
                 self._run(uow, ctx, entries, prefer)
-            responses = [e.response for e in entries]
-        else:
-            responses = [
-                self._batch_entry(ctx, i, raw, prefer) for i, raw in enumerate(raw_entries)
-            ]
-        return {"resourceType": "Bundle", "type": f"{kind}-response", "entry": responses}
+        return [
+            {
+                "resourceType": "Bundle",
+                "type": "transaction-response",
+                "entry": [e.response for e in entries],
+            }
+            for _, entries in parsed
+        ]
 
     def _batch_entry(
         self, ctx: RequestContext, index: int, raw: Any, prefer: str
@@ -197,6 +228,7 @@ class BundleProcessor:
             entry = self._parse(index, raw)
             self._prepare(ctx, [entry])
             with self._store.unit_of_work(write=True) as uow:
+                uow.lock_all(sorted(self._lock_keys([entry])))
                 self._run(uow, ctx, [entry], prefer)
             return entry.response
         except FhirError as error:
@@ -260,9 +292,8 @@ class BundleProcessor:
         except (ValueError, orjson.JSONDecodeError) as exc:
             raise BadRequest(f"the PATCH entry's Binary.data is not base64 JSON: {exc}") from exc
 
-    def _run(self, uow: UnitOfWork, ctx: RequestContext, entries: list[Entry], prefer: str) -> None:
-        ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
-        # Locks in one global order, so two transactions cannot deadlock on them.
+    @staticmethod
+    def _lock_keys(entries: list[Entry]) -> set[str]:
         keys = set()
         for entry in entries:
             if entry.method == "POST" and entry.if_none_exist:
@@ -272,8 +303,11 @@ class BundleProcessor:
                     keys.add(f"{entry.resource_type}/{entry.id}")
                 elif entry.params:
                     keys.add(lock_key(entry.resource_type, entry.params))
-        for key in sorted(keys):
-            uow.lock(key)
+        return keys
+
+    def _run(self, uow: UnitOfWork, ctx: RequestContext, entries: list[Entry], prefer: str) -> None:
+        """One Bundle's entries, its locks already held (``process_many``)."""
+        ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
         id_map = self._resolve(uow, entries)
         self._rewrite(uow, entries, id_map)
         for entry in ordered:
@@ -301,6 +335,7 @@ class BundleProcessor:
                         entry.target_id = entry.matched.id
                     elif entry.method == "PUT":
                         body_id = entry.resource.get("id") if entry.resource else None
+                        entry.fresh = not isinstance(body_id, str)
                         entry.target_id = body_id if isinstance(body_id, str) else self._x.new_id()
                 else:
                     entry.target_id = entry.id
@@ -378,7 +413,12 @@ class BundleProcessor:
             body = entry.resource
             if entry.id is None:
                 body["id"] = entry.target_id
-            written = writer.update(uow, ctx, body, entry.target_id, if_match=entry.if_match)
+            if entry.fresh and entry.if_match is None:
+                # A conditional update that matched nothing creates under a new id: no
+                # current version to lock or read, and the insert can wait for the commit.
+                written = writer.create(uow, ctx, body, id_=entry.target_id, method="PUT")
+            else:
+                written = writer.update(uow, ctx, body, entry.target_id, if_match=entry.if_match)
             self._x.record(
                 ctx,
                 "update",

@@ -172,10 +172,11 @@ class Writer:
         resource: Mapping[str, Any],
         *,
         id_: str | None = None,
+        method: str = "POST",
     ) -> Written:
         new_id = id_ or self._new_id()
         stored = self._store(
-            uow, ctx, resource, id_=new_id, version=1, method="POST", expected=None
+            uow, ctx, resource, id_=new_id, version=1, method=method, expected=None
         )
         return Written(stored, 201)
 

@@ -143,6 +143,9 @@ class MemoryUnitOfWork:
     def lock(self, key: str) -> None:
         return None  # the store's single writer lock already serialises writers
 
+    def lock_all(self, keys: Sequence[str]) -> None:
+        return None
+
     def write(self, new: NewVersion) -> None:
         if not self._write:
             raise RuntimeError("write in a read-only unit of work")

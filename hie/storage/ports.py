@@ -406,6 +406,9 @@ class UnitOfWork(Protocol):
         requests with the same identifier cannot both create.
         """
 
+    def lock_all(self, keys: Sequence[str]) -> None:
+        """``lock`` every key, in the order given (one round trip where a database needs one)."""
+
     def write(self, new: NewVersion) -> None:
         """Write a version; raise VersionConflict if ``expected_version`` is stale."""
 

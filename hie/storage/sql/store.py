@@ -275,6 +275,14 @@ class SqlUnitOfWork:
         if not self._sqlite:
             self._conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(key)})
 
+    def lock_all(self, keys: Sequence[str]) -> None:
+        if not self._sqlite and keys:
+            # unnest yields the array in order, so the locks are taken in the given order.
+            self._conn.exec_driver_sql(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k",
+                ([_lock_id(key) for key in keys],),
+            )
+
     def write(self, new: NewVersion) -> None:
         if new.expected_version is None:
             # Creates are batched (one executemany per table) until a read or the commit.

@@ -19,6 +19,9 @@ class _NoExchange:
     def transaction(self, ctx: Any, bundle: dict[str, Any]) -> dict[str, Any]:
         raise AssertionError("no workers here")
 
+    def transactions(self, items: Any) -> list[dict[str, Any]]:
+        raise AssertionError("no workers here")
+
 
 async def main(path: str) -> None:
     engine = make_engine(f"sqlite:///{path}")

@@ -65,7 +65,8 @@ class FakeExchange:
         self.resources: dict[tuple[str, str], dict[str, Any]] = {}
         self.calls: list[tuple[RequestContext, dict[str, Any]]] = []
         self.fail_with: Exception | None = None
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.groups: list[int] = []  # sizes of the groups applied with transactions()
 
     # queries -----------------------------------------------------------------------------
 
@@ -119,6 +120,19 @@ class FakeExchange:
                 _rewrite(resource, urls, work)
             self.resources = work
             return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
+
+    def transactions(self, items: Any) -> list[dict[str, Any]]:
+        """Several Bundles, all or none (the exchange's group commit)."""
+        with self.lock:
+            saved, calls = self.resources, len(self.calls)
+            try:
+                out = [self.transaction(ctx, bundle) for ctx, bundle in items]
+            except BaseException:
+                self.resources = saved
+                del self.calls[calls:]
+                raise
+            self.groups.append(len(out))
+            return out
 
 
 def _has_identifier(resource: dict[str, Any], system: str, value: str) -> bool:

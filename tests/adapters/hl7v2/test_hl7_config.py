@@ -14,3 +14,9 @@ def test_from_settings() -> None:
     assert config.defaults.tz_offset == "+08:00"
     assert config.read_timeout == 30.0
     assert config.ssl_context() is None
+
+
+def test_every_worker_gets_the_group_commit_size() -> None:
+    assert Hl7Config.from_settings(Settings()).worker_config().commit_batch == 8
+    settings = Settings().replace(hl7__commit_batch=1)
+    assert Hl7Config.from_settings(settings).worker_config().commit_batch == 1

@@ -310,3 +310,69 @@ def test_malformed_bundles_are_400(api: Api, bundle: dict[str, Any]) -> None:
     r = api.post("", bundle)
     assert r.status_code == 400
     assert r.get_json()["resourceType"] == "OperationOutcome"
+
+
+def _put_observation(value: str, number: float) -> dict[str, Any]:
+    return {
+        "fullUrl": f"urn:uuid:00000000-0000-4000-8000-{abs(hash(value)) % 10**12:012d}",
+        "resource": {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "haemoglobin"},
+            "identifier": [{"system": "urn:test:obs", "value": value}],
+            "valueQuantity": {"value": number, "unit": "g/L"},
+        },
+        "request": {"method": "PUT", "url": f"Observation?identifier=urn:test:obs|{value}"},
+    }
+
+
+def _transaction(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def test_transactions_commit_together_and_each_sees_the_ones_before(
+    services: Any, api: Api
+) -> None:
+    from hie.context import RequestContext
+
+    ctx = RequestContext.system()
+    responses = services.exchange.transactions(
+        [
+            (ctx, _transaction(_put_observation("a", 140), _put_observation("b", 6.1))),
+            (ctx, _transaction(_put_observation("a", 141))),
+        ]
+    )
+    assert [len(r["entry"]) for r in responses] == [2, 1]
+    assert responses[0]["entry"][0]["response"]["status"] == "201 Created"
+    # The second Bundle matched the first one's Observation and updated it.
+    assert responses[1]["entry"][0]["response"]["status"] == "200 OK"
+    found = api.get("Observation?identifier=urn:test:obs|a").get_json()
+    assert found["total"] == 1
+    assert found["entry"][0]["resource"]["valueQuantity"]["value"] == 141
+    assert found["entry"][0]["resource"]["meta"]["versionId"] == "2"
+    assert total(api, "Observation") == 2
+
+
+def test_transactions_are_all_or_nothing(services: Any, api: Api) -> None:
+    from hie.context import RequestContext
+    from hie.errors import FhirError
+
+    ctx = RequestContext.system()
+    bad = _put_observation("c", 1.0)
+    bad["resource"]["status"] = "not-a-status"
+    with pytest.raises(FhirError):
+        services.exchange.transactions(
+            [(ctx, _transaction(_put_observation("a", 140))), (ctx, _transaction(bad))]
+        )
+    # Two matches for one conditional update, found only while running: still nothing kept.
+    for _ in range(2):
+        assert api.post("Observation", _put_observation("dup", 1.0)["resource"]).status_code == 201
+    with pytest.raises(FhirError):
+        services.exchange.transactions(
+            [
+                (ctx, _transaction(_put_observation("a", 140))),
+                (ctx, _transaction(_put_observation("dup", 2.0))),
+            ]
+        )
+    assert total(api, "Observation") == 2
+    assert api.get("Observation?identifier=urn:test:obs|a").get_json()["total"] == 0
