@@ -96,7 +96,7 @@ def _status(code: int, comment: str = "") -> Dataset:
     return ds
 
 
-def handle_store(event: evt.Event, ingest: Ingest, registry: AeRegistry) -> Dataset:
+def handle_store(event: evt.Event, ingest: Ingest, registry: AeRegistry) -> int | Dataset:
     """EVT_C_STORE: the bytes as received go to :meth:`Ingest.store`.
 
     0x0000 success (also for a re-sent SOP Instance UID); 0xA700 out of resources (file
@@ -113,6 +113,8 @@ def handle_store(event: evt.Event, ingest: Ingest, registry: AeRegistry) -> Data
         dataset=event.encoded_dataset(include_meta=False),
         source=Source(title, registered.organization if registered else None),
     )
+    if not result.comment:
+        return result.status  # no Dataset to build and encode per instance
     return _status(result.status, result.comment)
 
 
