@@ -105,6 +105,7 @@ class Ingest:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self.files.close()  # anything left pending is adopted by the next process
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until everything acknowledged so far is indexed (False on timeout): by
