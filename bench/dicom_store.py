@@ -1,6 +1,7 @@
 """C-STORE throughput: dcmtk storescu -> hie and -> Orthanc, in the same run.
 
-    .venv/bin/python bench/dicom_store.py [--instances 500] [--source FILE]
+    .venv/bin/python bench/dicom_store.py [--instances 500] [--source FILE] [--rounds N]
+                                          [--processes N] [--baseline CHECKOUT]
 
 Makes N distinct copies of a CT instance (new SOP Instance UIDs, one study), then for each
 receiver and for 1 and 4 parallel associations starts a fresh receiver (empty SQLite
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,13 +90,26 @@ def wait_echo(port: int, aec: str, timeout: float = 30) -> None:
     raise RuntimeError(f"no C-ECHO answer on port {port}")
 
 
-def run_hie(files: list[Path], study_uid: str, parallel: int, work: Path) -> tuple[float, str]:
+def run_hie(
+    files: list[Path],
+    study_uid: str,
+    parallel: int,
+    work: Path,
+    processes: int,
+    code: Path | None = None,
+) -> tuple[float, str]:
     """A real ``hie dicom`` (the process ``hie serve`` starts) on a fresh SQLite database,
-    with the shared record behind it; the ImagingStudy is read back through the exchange."""
+    with the shared record behind it; the ImagingStudy is read back through the exchange.
+    ``code``: run the ``hie dicom`` of another checkout (an A/B against a baseline)."""
     from _harness import env_for, hie, services_for
 
     work.mkdir(parents=True)
-    env = env_for(f"sqlite:///{work}/hie.db", work / "data", HIE_DICOM_AET="HIE")
+    env = env_for(
+        f"sqlite:///{work}/hie.db",
+        work / "data",
+        HIE_DICOM_AET="HIE",
+        HIE_DICOM_PROCESSES=str(processes),
+    )
     hie(env, "db", "upgrade")
     hie(env, "dicom", "ae", "add", "STORESCU", "--org", "Organization/bench")
     port = int(env["HIE_DICOM_PORT"])
@@ -102,7 +117,11 @@ def run_hie(files: list[Path], study_uid: str, parallel: int, work: Path) -> tup
     exchange = services.exchange
     log = (work / "dicom.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hie", "dicom"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "hie", "dicom"],
+        env=baseline_env(env, code) if code else env,
+        cwd=code,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_echo(port, "HIE")
@@ -122,6 +141,12 @@ def run_hie(files: list[Path], study_uid: str, parallel: int, work: Path) -> tup
         proc.wait(timeout=60)
         log.close()
         services.close()
+
+
+def baseline_env(env: dict[str, str], code: Path) -> dict[str, str]:
+    """The baseline's own config (it may not know dicom.processes) and code."""
+    out = {k: v for k, v in env.items() if k != "HIE_DICOM_PROCESSES"}
+    return {**out, "HIE_CONFIG_DIR": str(code / "config"), "PYTHONPATH": str(code)}
 
 
 def imaging_study(exchange: Any, study_uid: str) -> dict[str, Any] | None:
@@ -179,6 +204,19 @@ def main() -> None:
     parser.add_argument(
         "--source", type=Path, default=ROOT / "tests/fixtures/dicom/valid/CT_small.dcm"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="hie dicom listener processes (dicom.processes; 0: one per core)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also run the hie dicom of this checkout (e.g. a `git archive` of main)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="samples of each receiver")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dicom-bench-") as tmp:
         work = Path(tmp)
@@ -186,20 +224,45 @@ def main() -> None:
         size = files[0].stat().st_size
         print(f"{len(files)} distinct instances of {size / 1024:.0f} KB ({args.source.name})")
         print(f"{'receiver':<10}{'associations':>14}{'instances/s':>14}  ImagingStudy current")
-        results: dict[tuple[str, int], float] = {}
-        for parallel in (1, 4):
-            for nodelay, label in ((False, "Orthanc"), (True, "Orthanc+")):
-                seconds = run_orthanc(files, parallel, work / f"{label}-{parallel}", nodelay)
-                results[(label, parallel)] = len(files) / seconds
-                print(f"{label:<10}{parallel:>14}{len(files) / seconds:>14.1f}  -")
-            seconds, current = run_hie(files, study_uid, parallel, work / f"hie-{parallel}")
-            results[("hie", parallel)] = len(files) / seconds
-            print(f"{'hie':<10}{parallel:>14}{len(files) / seconds:>14.1f}  {current}")
+        results: dict[tuple[str, int], list[float]] = {}
+
+        def record(label: str, parallel: int, seconds: float, note: str = "-") -> None:
+            results.setdefault((label, parallel), []).append(len(files) / seconds)
+            print(f"{label:<10}{parallel:>14}{len(files) / seconds:>14.1f}  {note}", flush=True)
+
+        for n in range(args.rounds):
+            for parallel in (1, 4):
+                for nodelay, label in ((False, "Orthanc"), (True, "Orthanc+")):
+                    where = work / f"{label}-{parallel}-{n}"
+                    record(label, parallel, run_orthanc(files, parallel, where, nodelay))
+                if args.baseline is not None:
+                    seconds, current = run_hie(
+                        files,
+                        study_uid,
+                        parallel,
+                        work / f"base-{parallel}-{n}",
+                        args.processes,
+                        args.baseline.resolve(),
+                    )
+                    record("baseline", parallel, seconds, current)
+                seconds, current = run_hie(
+                    files, study_uid, parallel, work / f"hie-{parallel}-{n}", args.processes
+                )
+                record("hie", parallel, seconds, current)
         print("Orthanc: as packaged; Orthanc+: with TCP_NODELAY=1 in its environment as well")
+        print(f"median of {args.rounds} round(s):")
+        labels = ["Orthanc", "Orthanc+", *(["baseline"] if args.baseline else []), "hie"]
         for parallel in (1, 4):
-            for label in ("Orthanc", "Orthanc+"):
-                ratio = results[("hie", parallel)] / results[(label, parallel)]
-                print(f"hie/{label} with {parallel} association(s): {ratio:.2f}x")
+            print(
+                f"  {parallel} association(s): "
+                + ", ".join(
+                    f"{k} {statistics.median(results[(k, parallel)]):.1f}/s" for k in labels
+                )
+            )
+            hie_rate = statistics.median(results[("hie", parallel)])
+            for label in labels[:-1]:
+                ratio = hie_rate / statistics.median(results[(label, parallel)])
+                print(f"  hie/{label} with {parallel} association(s): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

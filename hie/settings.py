@@ -103,6 +103,8 @@ class DicomSettings(_Section):
     timezone: str = "+08:00"
     dicomweb_url: str = ""
     poll_interval: float = 0.0002
+    # ``hie dicom`` processes sharing the port (SO_REUSEPORT); 0: one per CPU core.
+    processes: int = 0
 
 
 class IdentitySettings(_Section):

@@ -2,7 +2,8 @@
 
     main.add_command(dicom_group(open_registry=..., run=...))
 
-``hie dicom`` runs the DICOM services alone; ``hie dicom ae add AET --org Organization/ID
+``hie dicom`` runs the DICOM services alone (and starts ``dicom.processes - 1`` more
+``hie dicom --worker`` processes on the same port); ``hie dicom ae add AET --org Organization/ID
 [--host H --port P]`` registers a calling AE (and move destination); ``ae remove`` and
 ``ae list`` do what they say.
 """
@@ -16,13 +17,18 @@ import click
 from adapters.dicom.registry import AeRegistry
 
 
-def dicom_group(open_registry: Callable[[], AeRegistry], run: Callable[[], None]) -> click.Group:
+def dicom_group(
+    open_registry: Callable[[], AeRegistry], run: Callable[[bool, int | None], None]
+) -> click.Group:
     @click.group(name="dicom", invoke_without_command=True)
+    @click.option("--worker", is_flag=True, hidden=True, help="one of several listeners")
+    @click.option("--port", type=int, default=None, hidden=True, help="the shared port")
     @click.pass_context
-    def dicom(ctx: click.Context) -> None:
-        """Run the DICOM services alone (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET)."""
+    def dicom(ctx: click.Context, worker: bool, port: int | None) -> None:
+        """Run the DICOM services alone (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET), in
+        ``dicom.processes`` processes sharing the port."""
         if ctx.invoked_subcommand is None:
-            run()
+            run(worker, port)
 
     @dicom.group(name="ae")
     def ae() -> None:

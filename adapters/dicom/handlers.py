@@ -20,6 +20,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from adapters.dicom import reactor
 from adapters.dicom.files import InstanceFiles
 from adapters.dicom.index import Source
 from adapters.dicom.ingest import Ingest
@@ -77,6 +78,7 @@ def handle_requested(
     title = calling_ae(event)
     if accept_unregistered or registry.get(title) is not None:
         event.assoc.dul._run_loop_delay = poll_interval
+        reactor.install(event.assoc)  # serve each message as soon as it is decoded
         return
     log.warning("rejected association from unregistered calling AE %r", title)
     event.assoc.acse.send_reject(REJECT_PERMANENT, REJECT_SOURCE_USER, REJECT_CALLING_AE)
@@ -96,7 +98,7 @@ def _status(code: int, comment: str = "") -> Dataset:
     return ds
 
 
-def handle_store(event: evt.Event, ingest: Ingest, registry: AeRegistry) -> Dataset:
+def handle_store(event: evt.Event, ingest: Ingest, registry: AeRegistry) -> int | Dataset:
     """EVT_C_STORE: the bytes as received go to :meth:`Ingest.store`.
 
     0x0000 success (also for a re-sent SOP Instance UID); 0xA700 out of resources (file
@@ -113,6 +115,8 @@ def handle_store(event: evt.Event, ingest: Ingest, registry: AeRegistry) -> Data
         dataset=event.encoded_dataset(include_meta=False),
         source=Source(title, registered.organization if registered else None),
     )
+    if not result.comment:
+        return result.status  # no Dataset to build and encode per instance
     return _status(result.status, result.comment)
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom import dcmread
-from pydicom.dataelem import RawDataElement
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
@@ -94,6 +95,10 @@ class InstanceHeader:
 
 def check_complete(dataset: bytes, transfer_syntax_uid: str) -> None:
     """Raise MalformedDataset unless ``dataset`` ends exactly after its last element."""
+    _walk(dataset, transfer_syntax_uid)
+
+
+def _walk(dataset: bytes, transfer_syntax_uid: str) -> _Walker:
     ts = UID(transfer_syntax_uid)
     if not ts.is_transfer_syntax:
         raise MalformedDataset(f"unknown transfer syntax {transfer_syntax_uid}")
@@ -105,6 +110,19 @@ def check_complete(dataset: bytes, transfer_syntax_uid: str) -> None:
             raise MalformedDataset(f"deflate stream: {exc}") from exc
     walker = _Walker(buffer, ts.is_implicit_VR, ts.is_little_endian)
     walker.dataset(0, len(buffer), until_item_end=False, depth=0)
+    return walker
+
+
+# Every top-level element the index reads (see _header), and the character set.
+_WANTED = frozenset(
+    {
+        0x00080005, 0x00080016, 0x00080018, 0x00080020, 0x00080021, 0x00080030,
+        0x00080031, 0x00080050, 0x00080060, 0x00080090, 0x00080201, 0x00081030,
+        0x0008103E, 0x00100010, 0x00100020, 0x00100030, 0x00100040, 0x00180015,
+        0x0020000D, 0x0020000E, 0x00200010, 0x00200011, 0x00200013, 0x00280008,
+        0x00280010, 0x00280011,
+    }
+)  # fmt: skip
 
 
 class _Walker:
@@ -112,6 +130,8 @@ class _Walker:
         self.buffer = buffer
         self.implicit = implicit
         self.little = little
+        # top-level elements of _WANTED: tag -> (VR or "", value offset, value length)
+        self.found: dict[int, tuple[str, int, int]] = {}
         self.tag_fmt = "<HH" if little else ">HH"
         self.u16 = "<H" if little else ">H"
         self.u32 = "<L" if little else ">L"
@@ -125,33 +145,45 @@ class _Walker:
     def dataset(self, pos: int, end: int, *, until_item_end: bool, depth: int) -> int:
         if depth > _MAX_DEPTH:
             raise MalformedDataset("sequences nested too deep")
+        # Runs for every element of every instance: locals and one unpack per header.
+        buffer, implicit, found = self.buffer, self.implicit, self.found
+        endian = "<" if self.little else ">"
+        tag_u32 = struct.Struct(endian + "HHL").unpack_from
+        tag_vr_u16 = struct.Struct(endian + "HH2sH").unpack_from
+        u32 = struct.Struct(endian + "L").unpack_from
+        collect = depth == 0
         while pos < end:
-            tag = self._tag(pos, end)
-            if tag == _ITEM_END and until_item_end:
-                return pos + 8
-            if tag >> 16 == 0xFFFE:
-                raise MalformedDataset(f"unexpected delimiter ({tag:08X}) at byte {pos}")
+            if pos + 8 > end:
+                raise MalformedDataset(f"truncated element header at byte {pos}")
             vr = b""
-            if self.implicit:
-                (length,) = struct.unpack_from(self.u32, self.buffer, pos + 4)
-                pos += 8
+            if implicit:
+                group, element, length = tag_u32(buffer, pos)
+                tag = group << 16 | element
+                header = 8
             else:
-                vr = self.buffer[pos + 4 : pos + 6]
-                if not (vr.isalpha() and vr.isupper()):
-                    raise MalformedDataset(f"invalid VR at byte {pos}")
-                if vr in _LONG_VRS:
-                    if pos + 12 > end:
-                        raise MalformedDataset(f"truncated element header at byte {pos}")
-                    (length,) = struct.unpack_from(self.u32, self.buffer, pos + 8)
-                    pos += 12
-                else:
-                    (length,) = struct.unpack_from(self.u16, self.buffer, pos + 6)
-                    pos += 8
+                group, element, vr, length = tag_vr_u16(buffer, pos)
+                tag = group << 16 | element
+                header = 8
+                if group != 0xFFFE:
+                    if not (vr.isalpha() and vr.isupper()):
+                        raise MalformedDataset(f"invalid VR at byte {pos}")
+                    if vr in _LONG_VRS:
+                        if pos + 12 > end:
+                            raise MalformedDataset(f"truncated element header at byte {pos}")
+                        (length,) = u32(buffer, pos + 8)
+                        header = 12
+            if group == 0xFFFE:
+                if tag == _ITEM_END and until_item_end:
+                    return pos + 8
+                raise MalformedDataset(f"unexpected delimiter ({tag:08X}) at byte {pos}")
+            pos += header
             if length == _UNDEFINED:
                 # UN of undefined length holds an implicit VR little endian sequence.
-                nested = self if vr != b"UN" else _Walker(self.buffer, True, True)
+                nested = self if vr != b"UN" else _Walker(buffer, True, True)
                 pos = nested.items(pos, end, depth + 1)
             else:
+                if collect and tag in _WANTED:
+                    found[tag] = (vr.decode("ascii"), pos, length)
                 pos += length
                 if pos > end:
                     raise MalformedDataset(f"element ({tag:08X}) runs past the end of the data")
@@ -185,12 +217,13 @@ def read_header(
     ``meta`` is the preamble and file meta (see :func:`adapters.dicom.files.file_meta_bytes`).
     Raises MalformedDataset (0xC000) or DatasetMismatch (0xA900).
     """
-    if check:
-        check_complete(dataset, transfer_syntax_uid)
     ts = UID(transfer_syntax_uid)
+    walker = _walk(dataset, transfer_syntax_uid) if check else None
     try:
         if ts.is_deflated:
             ds: Dataset = dcmread(BytesIO(meta + dataset), stop_before_pixels=True)
+        elif walker is not None:
+            ds = _collected(walker)  # the check's one pass found the elements
         else:
             # Every attribute the index reads is at or before (0028,0011) Columns.
             ds = read_dataset(
@@ -201,6 +234,31 @@ def read_header(
         raise
     except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError) as exc:
         raise MalformedDataset(f"cannot parse data set: {exc}") from exc
+
+
+def _collected(walker: _Walker) -> Dataset:
+    """A data set of the walked stream's wanted elements, undecoded until read (as
+    ``read_dataset`` would build it, without parsing the ~200 elements in between)."""
+    buffer, implicit, little = walker.buffer, walker.implicit, walker.little
+    raw: dict[BaseTag, RawDataElement | DataElement] = {
+        BaseTag(tag): RawDataElement(
+            BaseTag(tag),
+            vr or None,
+            length,
+            buffer[offset : offset + length],
+            offset,
+            implicit,
+            little,
+        )
+        for tag, (vr, offset, length) in sorted(walker.found.items())
+    }
+    ds = Dataset(raw)
+    encoding: str | list[str] = default_encoding
+    charset = raw.get(BaseTag(0x00080005))
+    if isinstance(charset, RawDataElement):
+        encoding = convert_encodings(convert_raw_data_element(charset).value)
+    ds.set_original_encoding(implicit, little, encoding)
+    return ds
 
 
 def _past_header(tag: BaseTag, vr: str | None, length: int) -> bool:

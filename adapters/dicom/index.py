@@ -1,19 +1,20 @@
 """Writing the attribute index, and the bookkeeping of the debounced ImagingStudy sync.
 
-One short transaction per instance. Rows are found first and inserted only when missing
-(``INSERT .. ON CONFLICT DO NOTHING``), so concurrent associations sending the same study
-never fail on a duplicate key; a lost race re-reads the winner's row.
+One transaction per batch of instances (the indexer's). Rows are found first and inserted
+only when missing (``INSERT .. ON CONFLICT DO NOTHING``), so concurrent associations and
+processes sending the same study never fail on a duplicate key; a lost race re-reads the
+winner's row.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Engine, case, select, update
+from sqlalchemy import Engine, Table, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -72,7 +73,7 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def _insert(session: Session, model: type[Any]) -> Any:
+def _insert(session: Session, model: type[Any] | Table) -> Any:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(model)
@@ -82,6 +83,16 @@ def _insert(session: Session, model: type[Any]) -> Any:
 
 
 _RETRIES = 5
+_I = cast(Table, DicomInstance.__table__)  # Core: no ORM bookkeeping per row
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    path: str
+    study_pk: int
+
+
 _PK_CACHE_SIZE = 100_000
 
 
@@ -122,19 +133,7 @@ class DicomIndex:
             created: dict[tuple[str, ...], int] = {}
             try:
                 with self.sessions.begin() as session:
-                    out = [
-                        self._record(
-                            session,
-                            e.header,
-                            e.source,
-                            e.transfer_syntax_uid,
-                            e.path,
-                            e.size,
-                            policy,
-                            created,
-                        )
-                        for e in entries
-                    ]
+                    out = self._record_batch(session, entries, policy, created)
                 if len(self._pks) > _PK_CACHE_SIZE:
                     self._pks.clear()
                 self._pks.update(created)
@@ -145,25 +144,119 @@ class DicomIndex:
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _record(
+    def _existing(self, session: Session, sop_uids: Collection[str]) -> dict[str, _Row]:
+        out: dict[str, _Row] = {}
+        uids = list(sop_uids)
+        for start in range(0, len(uids), 500):
+            rows = session.execute(
+                select(_I.c.sop_uid, _I.c.id, _I.c.path, _I.c.study_pk).where(
+                    _I.c.sop_uid.in_(uids[start : start + 500])
+                )
+            )
+            out.update({r[0]: _Row(int(r[1]), str(r[2]), int(r[3])) for r in rows})
+        return out
+
+    def _record_batch(
         self,
         session: Session,
-        h: InstanceHeader,
-        source: Source,
-        transfer_syntax_uid: str,
-        path: str,
-        size: int,
+        entries: list[Entry],
         policy: DuplicatePolicy,
         created: dict[tuple[str, ...], int],
-    ) -> Recorded:
+    ) -> list[Recorded]:
+        """One SELECT for the batch's SOP UIDs, one multi-row INSERT, one UPDATE per
+        touched study: the per-instance cost is building a dict, not a round trip."""
         now = self.clock()
-        existing = session.execute(
-            select(DicomInstance.id, DicomInstance.path, DicomInstance.study_pk).where(
-                DicomInstance.sop_uid == h.sop_instance_uid
+        keep_first = policy is DuplicatePolicy.KEEP_FIRST
+        existing = self._existing(session, {e.header.sop_instance_uid for e in entries})
+        out: list[Recorded] = []
+        inserts: dict[str, dict[str, Any]] = {}  # by SOP UID, in arrival order
+        updates: list[tuple[int, dict[str, Any]]] = []
+        stale: dict[int, Source] = {}
+        for e in entries:
+            h = e.header
+            sop = h.sop_instance_uid
+            found = existing.get(sop)
+            if keep_first and (found is not None or sop in inserts):
+                out.append(Recorded("kept"))
+                continue
+            study_pk, series_pk = self._parents(session, created, h, e.source)
+            values = {
+                "series_pk": series_pk,
+                "study_pk": study_pk,
+                "sop_uid": sop,
+                "sop_class_uid": h.sop_class_uid,
+                "transfer_syntax_uid": e.transfer_syntax_uid,
+                "instance_number": h.instance_number,
+                "number_of_frames": h.number_of_frames,
+                "rows": h.rows,
+                "columns": h.columns,
+                "path": e.path,
+                "size": e.size,
+                "received_at": now,
+            }
+            stale[study_pk] = e.source
+            if sop in inserts:  # overwrite: a re-send within this batch
+                out.append(Recorded("replaced", inserts[sop]["path"]))
+                inserts[sop] = values
+            elif found is None:
+                out.append(Recorded("created"))
+                inserts[sop] = values
+            else:
+                out.append(Recorded("replaced", found.path))
+                updates.append((found.id, values))
+                existing[sop] = _Row(found.id, e.path, study_pk)
+                if found.study_pk != study_pk:
+                    stale.setdefault(found.study_pk, e.source)
+        if inserts:
+            session.execute(
+                _insert(session, _I).on_conflict_do_nothing(index_elements=["sop_uid"]),
+                list(inserts.values()),
             )
-        ).first()
-        if existing is not None and policy is DuplicatePolicy.KEEP_FIRST:
-            return Recorded("kept")
+            # Another process may have inserted one of these SOP UIDs since the SELECT.
+            won = self._existing(session, inserts)
+            lost = {sop for sop, row in won.items() if row.path != inserts[sop]["path"]}
+            if lost:
+                self._settle_lost(session, entries, out, inserts, won, lost, keep_first)
+        for row_id, values in updates:
+            session.execute(update(_I).where(_I.c.id == row_id).values(**values))
+        for study_pk, source in stale.items():
+            self._mark_stale(session, study_pk, now, source)
+        return out
+
+    def _settle_lost(
+        self,
+        session: Session,
+        entries: list[Entry],
+        out: list[Recorded],
+        inserts: dict[str, dict[str, Any]],
+        won: dict[str, _Row],
+        lost: set[str],
+        keep_first: bool,
+    ) -> None:
+        """SOP UIDs another process indexed between our SELECT and INSERT: kept, or
+        (overwrite) written over the winner's row."""
+        for n, e in enumerate(entries):
+            sop = e.header.sop_instance_uid
+            if sop not in lost or out[n].outcome == "kept":
+                continue
+            if inserts[sop]["path"] != e.path:
+                continue  # replaced within the batch by a later entry
+            if keep_first:
+                out[n] = Recorded("kept")
+            else:
+                winner = won[sop]
+                session.execute(update(_I).where(_I.c.id == winner.id).values(**inserts[sop]))
+                out[n] = Recorded("replaced", winner.path)
+                if winner.study_pk != inserts[sop]["study_pk"]:
+                    self._mark_stale(session, winner.study_pk, self.clock(), e.source)
+
+    def _parents(
+        self,
+        session: Session,
+        created: dict[tuple[str, ...], int],
+        h: InstanceHeader,
+        source: Source,
+    ) -> tuple[int, int]:
         patient_pk = self._get_or_insert(
             session,
             created,
@@ -221,46 +314,7 @@ class DicomIndex:
                 "series_time": h.series_time,
             },
         )
-        values = {
-            "series_pk": series_pk,
-            "study_pk": study_pk,
-            "sop_uid": h.sop_instance_uid,
-            "sop_class_uid": h.sop_class_uid,
-            "transfer_syntax_uid": transfer_syntax_uid,
-            "instance_number": h.instance_number,
-            "number_of_frames": h.number_of_frames,
-            "rows": h.rows,
-            "columns": h.columns,
-            "path": path,
-            "size": size,
-            "received_at": now,
-        }
-        if existing is None:
-            inserted = session.execute(
-                _insert(session, DicomInstance)
-                .values(**values)
-                .on_conflict_do_nothing(index_elements=["sop_uid"])
-                .returning(DicomInstance.id)
-            ).first()
-            if inserted is None:  # lost a race with another association
-                existing = session.execute(
-                    select(DicomInstance.id, DicomInstance.path, DicomInstance.study_pk).where(
-                        DicomInstance.sop_uid == h.sop_instance_uid
-                    )
-                ).one()
-        outcome: Literal["created", "replaced", "kept"] = "created"
-        old_path = None
-        if existing is not None:
-            if policy is DuplicatePolicy.KEEP_FIRST:
-                return Recorded("kept")
-            session.execute(
-                update(DicomInstance).where(DicomInstance.id == existing.id).values(**values)
-            )
-            outcome, old_path = "replaced", existing.path
-            if existing.study_pk != study_pk:
-                self._mark_stale(session, existing.study_pk, now, source)
-        self._mark_stale(session, study_pk, now, source)
-        return Recorded(outcome, old_path)
+        return study_pk, series_pk
 
     def _get_or_insert(
         self,

@@ -105,14 +105,28 @@ class Ingest:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self.files.close()  # anything left pending is adopted by the next process
 
     def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until everything acknowledged so far is indexed (False on timeout)."""
+        """Wait until everything acknowledged so far is indexed (False on timeout): by
+        this process, and by the other live processes sharing the data dir (their pending
+        files leave ``.pending`` only once their index rows are committed)."""
+        deadline = time.monotonic() + timeout
+        others = self.files.others_pending() if self.files.owner else set()
         with self._cond:
             target = self._enqueued
             if self._thread is None:
-                return self._indexed >= target
-            return self._cond.wait_for(lambda: self._indexed >= target, timeout)
+                if self._indexed < target:
+                    return False
+            elif not self._cond.wait_for(lambda: self._indexed >= target, timeout):
+                return False
+        while others:
+            others = {path for path in others if path.exists()}
+            if others and time.monotonic() > deadline:
+                return False
+            if others:
+                time.sleep(0.002)
+        return True
 
     # -- the synchronous part ----------------------------------------------------------
 

@@ -59,6 +59,15 @@ QUERY_RETRIEVE = (
 
 
 class NoDelayAssociationServer(ThreadedAssociationServer):
+    reuse_port = False
+
+    def server_bind(self) -> None:
+        if self.reuse_port and self.socket is not None:
+            # Several ``hie dicom`` processes accept on one port; the kernel spreads new
+            # connections over them (by a hash of the peer's address and port).
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         client, address = super().get_request()
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -69,6 +78,10 @@ class NoDelayAssociationServer(ThreadedAssociationServer):
         # never registered us in.
         socketserver.BaseServer.shutdown(self)
         self.server_close()
+
+
+class SharedPortAssociationServer(NoDelayAssociationServer):
+    reuse_port = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +158,7 @@ class DicomScp:
         accept_unregistered: bool = False,
         max_associations: int = 32,
         poll_interval: float = 0.0002,
+        share_port: bool = False,
     ) -> None:
         self.ae = build_ae(ae_title, max_associations=max_associations)
         self._server: ThreadedAssociationServer = self.ae.make_server(
@@ -156,7 +170,7 @@ class DicomScp:
                 accept_unregistered=accept_unregistered,
                 poll_interval=poll_interval,
             ),
-            server_class=NoDelayAssociationServer,
+            server_class=SharedPortAssociationServer if share_port else NoDelayAssociationServer,
         )
         self._thread: threading.Thread | None = None
 

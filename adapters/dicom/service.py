@@ -45,6 +45,8 @@ class DicomConfig:
     default_timezone: str = "+08:00"
     max_associations: int = 32
     poll_interval: float = 0.0002  # seconds; see handlers.handle_requested
+    # Several processes listen on the port (SO_REUSEPORT); see hie dicom.
+    share_port: bool = False
     sync_quiet: float = 0.3
     sync_max_delay: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
@@ -75,6 +77,7 @@ class DicomService:
         )
         self.engine = QueryEngine(sessions, before_read=self.ingest.drain)
         self.scp: DicomScp | None = None
+        self._syncing = True
 
     def _organization_of(self, ae_title: str) -> str | None:
         registered = self.registry.get(ae_title)
@@ -83,11 +86,15 @@ class DicomService:
     def context_for(self, ae_title: str) -> RequestContext:
         return context_for(ae_title, self.registry)
 
-    def start(self, *, listen: bool = True) -> None:
-        """Start the indexer (after indexing what a previous run left pending), the sync
-        and, unless ``listen=False``, the SCP."""
+    def start(self, *, listen: bool = True, sync: bool = True) -> None:
+        """Start the indexer (after indexing what a previous run left pending), the
+        ImagingStudy sync unless ``sync=False`` (a worker process leaves it to the first
+        ``hie dicom`` process, which finds its studies marked stale in the index) and,
+        unless ``listen=False``, the SCP."""
         self.ingest.start()
-        self.sync.start()
+        if sync:
+            self.sync.start()
+        self._syncing = sync
         if listen:
             self.scp = DicomScp(
                 ScpDependencies(self.ingest, self.registry, self.engine, self.records, self.files),
@@ -97,6 +104,7 @@ class DicomService:
                 accept_unregistered=self.config.accept_unregistered,
                 max_associations=self.config.max_associations,
                 poll_interval=self.config.poll_interval,
+                share_port=self.config.share_port,
             )
             self.scp.start()
             log.info("DICOM %s listening on %s:%d", self.config.ae_title, *self.scp.address)
@@ -112,7 +120,8 @@ class DicomService:
             self.scp.stop()
             self.scp = None
         self.ingest.stop()
-        self.sync.stop(flush=True)
+        if self._syncing:
+            self.sync.stop(flush=True)
 
 
 def serve(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import signal
 import threading
 
 import click
@@ -9,6 +12,8 @@ import click
 from adapters.dicom.cli import dicom_group
 from adapters.dicom.registry import AeRegistry
 from hie.app import build_services
+from hie.fhir.r4b import model_for
+from hie.processes import spawn_hie, stop_all
 from hie.settings import load_settings
 
 
@@ -17,17 +22,41 @@ def _open_registry() -> AeRegistry:
     return services.dicom.registry
 
 
-def _run_dicom() -> None:
-    services = build_services(load_settings())
+def _run_dicom(worker: bool, port: int | None) -> None:
+    """The first process serves and keeps ImagingStudy current, and starts the others
+    (``--worker``: serve only) on the port it bound."""
+    settings = load_settings()
+    processes = settings.dicom.processes or os.cpu_count() or 1
+    services = build_services(settings)
     dicom = services.dicom
-    dicom.start(listen=True)
-    host, port = dicom.address
-    click.echo(f"hie: DICOM {dicom.config.ae_title} listening on {host}:{port}")
+    dicom.config = dataclasses.replace(
+        dicom.config,
+        port=dicom.config.port if port is None else port,
+        share_port=processes > 1 or worker,
+    )
+    if not worker:
+        # Load the models an ImagingStudy write validates now, not while instances arrive.
+        for name in ("Bundle", "ImagingStudy", "Patient", "Endpoint", "OperationOutcome"):
+            model_for(name)
+    dicom.start(listen=True, sync=not worker)
+    host, bound = dicom.address
+    children = []
+    if not worker:
+        children = [
+            spawn_hie("dicom", "--worker", "--port", str(bound)) for _ in range(processes - 1)
+        ]
+        click.echo(
+            f"hie: DICOM {dicom.config.ae_title} listening on {host}:{bound}"
+            f" ({processes} process{'es' if processes > 1 else ''})"
+        )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        threading.Event().wait()
+        stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        stop_all(children)
         services.close()
 
 

@@ -9,8 +9,11 @@ from adapters.dicom.registry import AeRegistry
 
 
 def test_ae_commands(sqlite_db: Engine) -> None:
-    ran: list[bool] = []
-    group = dicom_group(lambda: AeRegistry(session_factory(sqlite_db)), lambda: ran.append(True))
+    ran: list[tuple[bool, int | None]] = []
+    group = dicom_group(
+        lambda: AeRegistry(session_factory(sqlite_db)),
+        lambda worker, port: ran.append((worker, port)),
+    )
     runner = CliRunner()
     added = runner.invoke(
         group,
@@ -35,4 +38,5 @@ def test_ae_commands(sqlite_db: Engine) -> None:
     assert runner.invoke(group, ["ae", "remove", "PACS1"]).exit_code != 0
     assert AeRegistry(session_factory(sqlite_db)).all() == []
     assert runner.invoke(group, []).exit_code == 0
-    assert ran == [True]
+    assert runner.invoke(group, ["--worker", "--port", "11112"]).exit_code == 0
+    assert ran == [(False, None), (True, 11112)]

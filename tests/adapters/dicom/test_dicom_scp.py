@@ -391,6 +391,7 @@ def test_pending_files_are_indexed_after_a_crash(
     files.prepare()
     sop_class, sop_uid, ts, study_uid, body = file_info(FIXTURES / "valid" / "CT_small.dcm")
     files.write(study_uid, sop_uid, (file_meta_bytes(sop_class, sop_uid, ts, "STORESCU"), body))
+    files.close()  # the process is gone: its spool's lock is released
     service = make_service()
     assert split_part10(_stored(service, sop_uid))[1] == body
     _no_stray_files(service)
