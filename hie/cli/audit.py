@@ -11,6 +11,7 @@ import orjson
 
 from hie.app import build_audit_log
 from hie.audit.chain import verify
+from hie.audit.event import event_of
 from hie.auth.keys import load_or_create_signing_key
 from hie.exchange.auditing import AuditTrail
 from hie.fhir.canonical import parse_instant
@@ -69,7 +70,7 @@ def break_glass_command(since: str | None, limit: int, as_json: bool) -> None:
         click.echo("no break-glass accesses")
         return
     for row in rows:
-        event = orjson.loads(row.content)
+        event = event_of(row.content, row.recorded)
         if as_json:
             click.echo(orjson.dumps({"id": str(row.seq), **event}).decode())
             continue

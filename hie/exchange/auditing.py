@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from hie.audit.event import BREAK_GLASS, with_id
+from hie.audit.event import BREAK_GLASS, event_of, with_id
 from hie.context import Interaction, RequestContext
 from hie.errors import Forbidden, InvalidSearch, NotFound
 from hie.exchange.results import SearchResult
@@ -211,7 +209,7 @@ class AuditTrail:
 
     @staticmethod
     def _resource(found: StoredAudit) -> StoredResource:
-        content = with_id(found.content, found.seq, found.prev_hash, found.hash)
+        content = with_id(found.content, found.recorded, found.seq, found.prev_hash, found.hash)
         return StoredResource(AUDIT_TYPE, str(found.seq), 1, found.recorded, False, content)
 
     # -- review ------------------------------------------------------------------
@@ -236,7 +234,7 @@ class AuditTrail:
         return out
 
     def _entry(self, row: StoredAudit, names: dict[str, str | None]) -> AccessLogEntry | None:
-        event = orjson.loads(row.content)
+        event = event_of(row.content, row.recorded)
         action = event["subtype"][0]["code"]
         if action in _NOT_LISTED:
             return None

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import orjson
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from flask import Flask
 
 from hie.app import Services, build_services, create_app
+from hie.audit.event import event_of
 from hie.cli import main
 from hie.consent.grants import Grant
 from hie.context import RequestContext, Scopes
@@ -107,7 +107,7 @@ def test_break_glass_reads_everything_needs_a_reason_and_is_flagged(
     assert bundle["total"] == 6  # the Consent and the enterprise Patient too
     trail = services.exchange.audit_trail
     assert trail is not None
-    events = [orjson.loads(r.content) for r in trail.break_glass()]
+    events = [event_of(r.content, r.recorded) for r in trail.break_glass()]
     assert all(e["meta"]["security"][0]["code"] == "BTG" for e in events)
     granted = [e for e in events if e["outcome"] == "0"]
     assert {e["subtype"][0]["code"] for e in granted} == {"read", "everything"}
