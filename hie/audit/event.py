@@ -205,6 +205,28 @@ COMPACT = 1
 AuditEvent's JSON object itself, and are served as they are."""
 
 
+def record_of(recorded: datetime, content: bytes) -> AuditRecord:
+    """A record back from its compact form (with the search keys it was built with)."""
+    fields = orjson.loads(content)
+    if not isinstance(fields, list) or len(fields) != 18 or fields[0] != COMPACT:
+        raise ValueError("not a compact audit record")
+    purpose = fields[11]
+    return AuditRecord(
+        recorded=recorded,
+        content=content,
+        type=fields[1],
+        subtype=fields[2],
+        action=fields[3],
+        outcome=fields[4],
+        agent=fields[6],
+        organization=fields[10],
+        purpose=purpose,
+        break_glass=purpose == BREAK_GLASS,
+        patients=tuple(fields[13]),
+        entities=tuple(fields[14]),
+    )
+
+
 def event_of(content: bytes, recorded: datetime) -> dict[str, Any]:
     """The AuditEvent a stored record stands for (without ``id``)."""
     if content[:1] == b"{":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from typing import Any, cast
 
@@ -99,6 +99,14 @@ CHECKPOINT = Table(
     Column("signature", LargeBinary, nullable=False),
 )
 
+# How far each host's per-process audit journals have been chained (hie.audit.journal).
+JOURNAL = Table(
+    "audit_journal",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("drained", BigInteger, nullable=False),
+)
+
 # Any constant: the one advisory lock that serialises appends to the chain.
 _CHAIN_LOCK = 0x6869655F61756474
 _COLUMNS = (
@@ -141,6 +149,10 @@ class SqlAuditLog:
             "INSERT INTO audit_checkpoint (seq, hash, signed_us, key_id, signature) "
             f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})"
         )
+        self._sql_journal = (
+            f"INSERT INTO audit_journal (name, drained) VALUES ({mark}, {mark}) "
+            "ON CONFLICT (name) DO UPDATE SET drained = excluded.drained"
+        )
         self._sql_links = (
             "SELECT seq, recorded_us, content, prev_hash, hash FROM audit_event "
             f"WHERE seq > {mark} ORDER BY seq"
@@ -148,7 +160,9 @@ class SqlAuditLog:
 
     # -- appending -------------------------------------------------------------
 
-    def append(self, records: Sequence[AuditRecord]) -> None:
+    def append(
+        self, records: Sequence[AuditRecord], *, drained: Mapping[str, int] | None = None
+    ) -> None:
         # The whole group commit on the driver: SQLAlchemy's transaction and statement
         # machinery cost more than appending a small batch.
         gate = self._gate.held() if self._gate else nullcontext()
@@ -162,6 +176,8 @@ class SqlAuditLog:
                     elif not self._durable:
                         cursor.execute("SET LOCAL synchronous_commit = off")
                     self._append(cursor, records)
+                    if drained:
+                        cursor.executemany(self._sql_journal, list(drained.items()))
                 finally:
                     cursor.close()
                 if self._sqlite:
@@ -195,10 +211,10 @@ class SqlAuditLog:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_CHAIN_LOCK,))
         cursor.execute(self._sql_head)
         head = cursor.fetchone()
-        first, prev = (int(head[0]), bytes(head[1])) if head else (0, GENESIS)
-        seq = first
+        seq, prev = (int(head[0]), bytes(head[1])) if head else (0, GENESIS)
         events: list[tuple[Any, ...]] = []
         refs: list[tuple[int, str, str]] = []
+        checkpoints: list[tuple[int, bytes, int, str, bytes]] = []
         for r in records:
             seq += 1
             us = to_us(r.recorded)
@@ -223,12 +239,22 @@ class SqlAuditLog:
             refs.extend((seq, "p", p) for p in r.patients)
             refs.extend((seq, "e", e) for e in r.entities)
             prev = digest
+            if seq % self._every == 0 and self._sign is not None:
+                # Every multiple is signed, however large the batch (a drained journal).
+                key_id, signature = self._sign(seq, digest)
+                checkpoints.append((seq, digest, us, key_id, signature))
         cursor.executemany(self._sql_event, events)
         if refs:
             cursor.executemany(self._sql_ref, refs)
-        if self._sign is not None and seq // self._every > first // self._every:
-            key_id, signature = self._sign(seq, prev)
-            cursor.execute(self._sql_checkpoint, (seq, prev, events[-1][1], key_id, signature))
+        if checkpoints:
+            cursor.executemany(self._sql_checkpoint, checkpoints)
+
+    def drained(self, journals: Sequence[str]) -> dict[str, int]:
+        if not journals:
+            return {}
+        statement = select(JOURNAL.c.name, JOURNAL.c.drained).where(JOURNAL.c.name.in_(journals))
+        with self._reading() as conn:
+            return {name: int(offset) for name, offset in conn.execute(statement)}
 
     # -- reading ---------------------------------------------------------------
 
