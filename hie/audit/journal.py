@@ -22,9 +22,10 @@ import socket
 import struct
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -171,33 +172,49 @@ def _parse(data: bytes, limit: int) -> tuple[list[AuditRecord], int]:
 
 
 class JournalWorker:
-    """Drains in the background every ``interval`` seconds, and remembers how that went."""
+    """Drains in the background every ``interval`` seconds, and remembers how that went.
+
+    The thread holds the worker weakly: services that are dropped without being closed
+    do not leave a thread draining behind them.
+    """
 
     def __init__(self, drain: JournalDrain, *, interval: float) -> None:
         self._drain = drain
-        self._interval = interval
-        self._stop = threading.Event()
         self.error: BaseException | None = None
         self.drained_at = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="audit-drain", daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=_run,
+            args=(weakref.ref(self), self._stop, interval),
+            name="audit-drain",
+            daemon=True,
+        )
         self._thread.start()
 
     def drain(self) -> None:
         try:
             self._drain.drain()
         except BaseException as exc:
+            if self.error is None:
+                # Once per failure, without a traceback (formatting one parses source).
+                log.error("draining the audit journal failed: %s", exc)
             self.error = exc
             raise
+        if self.error is not None:
+            log.warning("draining the audit journal works again")
         self.error = None
         self.drained_at = time.monotonic()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.drain()
-            except Exception:
-                log.exception("draining the audit journal failed (accesses are refused)")
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+
+def _run(ref: weakref.ref[JournalWorker], stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        worker = ref()
+        if worker is None:
+            return
+        with suppress(Exception):  # remembered in worker.error: accesses are refused
+            worker.drain()
+        del worker

@@ -118,8 +118,8 @@ class JournalAuditSink:
     for); a worker thread drains the host's journals into the chain in large batches.
 
     Fail-closed: a record that cannot be journalled refuses its access, and so does every
-    access while the chain cannot be brought up to date (the last drain failed, or none
-    has succeeded for ``stale_after`` seconds): the journal does not grow unseen.
+    access once no drain has succeeded for ``stale_after`` seconds (draining fails or
+    hangs): journals do not grow unseen. A passing failure refuses nothing.
     """
 
     def __init__(
@@ -128,7 +128,7 @@ class JournalAuditSink:
         worker: JournalWorker,
         *,
         in_transaction: bool,
-        stale_after: float = 10.0,
+        stale_after: float = 5.0,
     ) -> None:
         self._journal = journal
         self._worker = worker
@@ -143,10 +143,8 @@ class JournalAuditSink:
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         worker = self._worker
-        if worker.error is not None:
-            raise Unavailable(_REFUSED) from worker.error
         if time.monotonic() - worker.drained_at > self._stale_after:
-            raise Unavailable(_REFUSED)
+            raise Unavailable(_REFUSED) from worker.error
         try:
             self._journal.write(records)
         except OSError as exc:
