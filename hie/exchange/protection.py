@@ -11,11 +11,14 @@ into an AES-GCM envelope in an extension::
 On the way out the extension is opened again: callers whose token holds the scope
 :data:`UNMASKED_SCOPE` see the number, everyone else a mask (``510703********1234``,
 ``138****5678``). Searches by ``identifier=<resident ID system>|<number>`` and by
-``telecom``/``phone`` are rewritten to the blind index under every index key (rotation).
+``telecom``/``phone`` are rewritten to the blind index under every index key (rotation);
+so is a bare ``identifier=<number>`` shaped like a resident ID number, which keeps
+matching other systems' identifiers too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -44,6 +47,7 @@ UNMASKED_SCOPE = "hie.identity.unmasked"
 _MARK = SEALED_URL.encode("ascii")
 _PHONE_SYSTEMS = ("phone", "sms")
 _PHONE_PARAMS = ("telecom", "phone")
+_RID_SHAPE = re.compile(r"\d{17}[\dX]|\d{15}")  # 18 or legacy 15 characters
 _CONTEXT = {"resident_id": b"resident_id", "phone": b"phone"}
 
 
@@ -219,7 +223,8 @@ class Protection:
         for name, value in params:
             # chained parameters end in the element searched: subject:Patient.identifier
             base = name.rsplit(".", 1)[-1].split(":", 1)[0]
-            if base == "identifier" and RESIDENT_ID_SYSTEM + "|" in value:
+            modifier = name.rsplit(".", 1)[-1].partition(":")[2]
+            if base == "identifier" and modifier in ("", "not"):
                 value = ",".join(self._rid_alternatives(v) for v in value.split(","))
             elif base in _PHONE_PARAMS and ":" not in name.rsplit(".", 1)[-1]:
                 value = ",".join(self._phone_alternatives(v) for v in value.split(","))
@@ -228,8 +233,16 @@ class Protection:
 
     def _rid_alternatives(self, v: str) -> str:
         system, sep, number = v.partition("|")
-        if not sep or system != RESIDENT_ID_SYSTEM or not number or "." in number:
-            return v  # not a number, or already a blind index
+        if not sep:
+            # A bare code matches any system, the resident ID's too: keep the code for
+            # other systems' identifiers and add the number's blind indexes.
+            if not _RID_SHAPE.fullmatch(crypto_normalise.identifier(v)):
+                return v
+            return ",".join(
+                [v, *(f"{RESIDENT_ID_SYSTEM}|{b}" for b in self.lookup("resident_id", v))]
+            )
+        if system != RESIDENT_ID_SYSTEM or not number or "." in number:
+            return v  # another system, or already a blind index
         return ",".join(f"{system}|{b}" for b in self.lookup("resident_id", number))
 
     def _phone_alternatives(self, v: str) -> str:

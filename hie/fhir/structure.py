@@ -339,7 +339,7 @@ class StructureChecker:
         for name, value in obj.items():
             # Fast paths for the common members; anything unusual falls through.
             if name in fast_strings:
-                if type(value) is str and value:
+                if type(value) is str and value and "\x00" not in value:
                     continue
             elif (hit := fast_objects.get(name)) is not None:
                 many, target, known = hit
@@ -387,7 +387,7 @@ class StructureChecker:
                     )
                 else:
                     self._items(obj, member, value, path, issues, gaps)
-            elif member.plain and type(value) is str and value:
+            elif member.plain and type(value) is str and value and "\x00" not in value:
                 continue  # the common case, kept cheap
             elif member.kind == COMPLEX and isinstance(value, dict) and value:
                 assert member.target is not None
@@ -439,7 +439,7 @@ class StructureChecker:
             self._check_pairs(obj, member, items, path, issues)
         plain = member.plain
         for i, item in enumerate(items):
-            if plain and type(item) is str and item:
+            if plain and type(item) is str and item and "\x00" not in item:
                 continue
             if item is None and member.sibling is not None:
                 continue  # judged by _check_pairs
@@ -461,6 +461,16 @@ class StructureChecker:
                 if not value:
                     issues.append(
                         _issue("value", self._at(member, path, index), "Strings must not be empty")
+                    )
+                elif "\x00" in value:
+                    # R4 strings exclude control characters, and PostgreSQL text cannot
+                    # hold NUL: refuse it here, for every path that writes.
+                    issues.append(
+                        _issue(
+                            "value",
+                            self._at(member, path, index),
+                            "Strings must not contain the NUL character (U+0000)",
+                        )
                     )
                 elif member.codes is not None and value not in member.codes:
                     issues.append(self._bad_code(member, value, self._at(member, path, index)))

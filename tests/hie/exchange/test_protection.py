@@ -67,6 +67,8 @@ def exercise(services: Services) -> None:
         f"telecom={PHONE}",
         "phone=138-1234-5678",
         f"identifier={RESIDENT_ID_SYSTEM}|{LEGACY}",
+        f"identifier={RID}",  # no system: the resident ID is one of the candidates
+        f"identifier={RID.lower()},urn:nothing|0",
     ):
         found = api.get(f"Patient?{query}").json
         assert found["total"] >= 3, (query, found)
@@ -104,6 +106,25 @@ def test_numbers_are_masked_unless_the_scope_allows_them(api: Api, services: Ser
     same = api.request("PUT", f"Patient/{pid}", body, token=full)
     assert same.status_code == 200
     assert same.json["meta"]["versionId"] == "1"
+
+
+def test_bare_identifier_searches_find_resident_ids_and_other_systems(api: Api) -> None:
+    holder = api.post("Patient", person("A1")).json["id"]
+    # another hospital whose MRNs happen to look like resident ID numbers
+    other = {"resourceType": "Patient", "identifier": [{"system": "urn:hie:mrn:h2", "value": RID}]}
+    lookalike = api.post("Patient", other).json["id"]
+
+    def ids(query: str) -> set[str]:
+        bundle = api.get(f"Patient?{query}").json
+        return {e["resource"]["id"] for e in bundle.get("entry", [])}
+
+    assert ids(f"identifier={RID}") == {holder, lookalike}
+    assert ids(f"identifier={LEGACY}") == {holder}  # the legacy form names the same number
+    assert ids("identifier=A1") == {holder}
+    assert ids(f"identifier=|{RID}") == set()  # explicitly no system: no sealed number
+    # (the enterprise Patients the index made hold no resident ID here)
+    kept = ids(f"identifier:not={RESIDENT_ID_SYSTEM}|{RID}")
+    assert lookalike in kept and holder not in kept
 
 
 def _texts(settings: Settings) -> list[str]:

@@ -652,3 +652,43 @@ def test_choice_values_with_their_primitive_extensions(validator: Validator) -> 
     assert validator.validate(_with(OBSERVATION, _valueString=ext)) == []
     mixed = _with(OBSERVATION, valueQuantity={"value": 1}, _valueString=ext)
     assert _issues(validator, mixed) == [("structure", ("Observation.valueString",))]
+
+
+# -- NUL ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("resource", "where"),
+    [
+        ({"resourceType": "Patient", "name": [{"family": "王\x00"}]}, "Patient.name[0].family"),
+        (
+            {"resourceType": "Patient", "name": [{"given": ["a", "\x00b"]}]},
+            "Patient.name[0].given[1]",
+        ),
+        (_with(OBSERVATION, valueString="x\x00y"), "Observation.valueString"),
+        (_with(OBSERVATION, code={"text": "\x00"}), "Observation.code.text"),
+        (
+            {
+                "resourceType": "Patient",
+                "text": {
+                    "status": "generated",
+                    "div": '<div xmlns="http://www.w3.org/1999/xhtml">a\x00</div>',
+                },
+            },
+            "Patient.text.div",
+        ),
+        (_with(OBSERVATION, note=[{"text": "n\x00"}]), "Observation.note[0].text"),
+        (
+            {"resourceType": "Patient", "identifier": [{"system": "urn:x\x00", "value": "1"}]},
+            "Patient.identifier[0].system",
+        ),
+    ],
+)
+def test_nul_characters_are_refused_wherever_they_sit(
+    validator: Validator, resource: dict[str, Any], where: str
+) -> None:
+    # HL7 and DICOM feeds reach the store without REST's JSON guard; PostgreSQL text
+    # cannot hold NUL, so the validator must name it rather than the database fail.
+    issue = _only(validator, resource)
+    assert issue.expression == (where,)
+    assert "NUL" in issue.diagnostics
