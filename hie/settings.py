@@ -69,11 +69,11 @@ class AuditSettings(_Section):
     synchronous: str = "NORMAL"
     # NORMAL: reads' records go to a per-process journal (one write; a crash of the
     # process loses none) drained into the chain every ``drain_interval`` seconds
-    # (hie.audit.journal). Accesses are refused once no drain has succeeded for
+    # (hie.audit.journal). Accesses are refused once draining has failed for
     # ``stale_after`` seconds. false: each read waits for its group commit.
     journal: bool = True
     drain_interval: float = 0.05
-    stale_after: float = 5.0
+    stale_after: float = 2.0
     enabled: bool = True  # false only to measure what audit costs (bench/audit_overhead.py)
 
 

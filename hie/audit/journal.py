@@ -105,11 +105,14 @@ class JournalDrain:
         self.directory = directory
         self._batch = batch
 
-    def drain(self) -> None:
-        """Chain everything journalled on this host (waiting for a drainer at work)."""
+    def drain(self, *, wait: bool = True) -> None:
+        """Chain everything journalled on this host. ``wait``: for a drainer at work
+        (else leave it to that one)."""
         if not self.directory.is_dir():
             return
-        with self._exclusive():
+        with self._exclusive(wait) as held:
+            if not held:
+                return
             paths = sorted(self.directory.glob("*" + SUFFIX))
             if paths:
                 marks = self._log.drained([p.name for p in paths])
@@ -117,11 +120,15 @@ class JournalDrain:
                     self._drain_file(path, marks.get(path.name, 0))
 
     @contextmanager
-    def _exclusive(self) -> Iterator[None]:
+    def _exclusive(self, wait: bool) -> Iterator[bool]:
         fd = os.open(self.directory / ".drain", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(fd)
 
@@ -172,16 +179,21 @@ def _parse(data: bytes, limit: int) -> tuple[list[AuditRecord], int]:
 
 
 class JournalWorker:
-    """Drains in the background every ``interval`` seconds, and remembers how that went.
+    """Drains this host's journals: every ``interval`` seconds from a request of this
+    process (``due``/``try_drain``), and from a thread of its own when requests are few.
 
-    The thread holds the worker weakly: services that are dropped without being closed
-    do not leave a thread draining behind them.
+    Requests do most of it because a background thread starves for the GIL behind busy
+    request threads under load. The thread holds the worker weakly: services dropped
+    without being closed leave no thread draining behind them.
     """
 
     def __init__(self, drain: JournalDrain, *, interval: float) -> None:
         self._drain = drain
+        self._interval = interval
+        self._busy = threading.Lock()
+        self._next = time.monotonic() + interval
         self.error: BaseException | None = None
-        self.drained_at = time.monotonic()
+        self.failing_since: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=_run,
@@ -191,19 +203,37 @@ class JournalWorker:
         )
         self._thread.start()
 
-    def drain(self) -> None:
+    def due(self) -> bool:
+        return time.monotonic() >= self._next
+
+    def try_drain(self) -> None:
+        """Drain unless this process or another of this host is at it (never waits)."""
+        if not self._busy.acquire(blocking=False):
+            return
         try:
-            self._drain.drain()
+            self._next = time.monotonic() + self._interval
+            self._attempt(wait=False)
+        finally:
+            self._busy.release()
+
+    def drain(self) -> None:
+        """Drain everything journalled so far (waiting for a drainer at work)."""
+        with self._busy:
+            self._attempt(wait=True)
+
+    def _attempt(self, *, wait: bool) -> None:
+        try:
+            self._drain.drain(wait=wait)
         except BaseException as exc:
-            if self.error is None:
+            if self.failing_since is None:
                 # Once per failure, without a traceback (formatting one parses source).
                 log.error("draining the audit journal failed: %s", exc)
+                self.failing_since = time.monotonic()
             self.error = exc
             raise
-        if self.error is not None:
+        if self.failing_since is not None:
             log.warning("draining the audit journal works again")
-        self.error = None
-        self.drained_at = time.monotonic()
+        self.error, self.failing_since = None, None
 
     def stop(self) -> None:
         self._stop.set()
@@ -216,5 +246,5 @@ def _run(ref: weakref.ref[JournalWorker], stop: threading.Event, interval: float
         if worker is None:
             return
         with suppress(Exception):  # remembered in worker.error: accesses are refused
-            worker.drain()
+            worker.try_drain()
         del worker

@@ -118,8 +118,8 @@ class JournalAuditSink:
     for); a worker thread drains the host's journals into the chain in large batches.
 
     Fail-closed: a record that cannot be journalled refuses its access, and so does every
-    access once no drain has succeeded for ``stale_after`` seconds (draining fails or
-    hangs): journals do not grow unseen. A passing failure refuses nothing.
+    access once draining has failed for ``stale_after`` seconds: journals do not grow
+    unseen. A passing failure refuses nothing.
     """
 
     def __init__(
@@ -128,7 +128,7 @@ class JournalAuditSink:
         worker: JournalWorker,
         *,
         in_transaction: bool,
-        stale_after: float = 5.0,
+        stale_after: float = 2.0,
     ) -> None:
         self._journal = journal
         self._worker = worker
@@ -143,12 +143,18 @@ class JournalAuditSink:
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         worker = self._worker
-        if time.monotonic() - worker.drained_at > self._stale_after:
+        failing = worker.failing_since
+        if failing is not None and time.monotonic() - failing > self._stale_after:
             raise Unavailable(_REFUSED) from worker.error
         try:
             self._journal.write(records)
         except OSError as exc:
             raise Unavailable(_REFUSED) from exc
+        if worker.due():
+            # This request drains for the host's processes; its own record is journalled,
+            # so a failure here is the worker's to remember, not this access's.
+            with suppress(Exception):
+                worker.try_drain()
 
     def drain(self) -> None:
         try:

@@ -138,8 +138,8 @@ def test_fail_closed_reads_and_writes_are_refused_without_an_audit_table(
         conn.execute(sa.text("ALTER TABLE audit_event RENAME TO audit_event_gone"))
     answered = 0
     try:
-        # Reads journal their records; once no drain into the chain has succeeded for
-        # audit.stale_after (5 s) every access is refused.
+        # Reads journal their records; once draining into the chain has failed for
+        # audit.stale_after (2 s) every access is refused.
         deadline = time.monotonic() + 30
         while (read := api.get(f"Patient/{pid}")).status_code == 200:
             answered += 1
