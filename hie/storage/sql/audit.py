@@ -107,6 +107,9 @@ JOURNAL = Table(
     Column("drained", BigInteger, nullable=False),
 )
 
+# 13 columns a row: within SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+_ROWS_PER_STATEMENT = 500
+
 # Any constant: the one advisory lock that serialises appends to the chain.
 _CHAIN_LOCK = 0x6869655F61756474
 _COLUMNS = (
@@ -139,11 +142,11 @@ class SqlAuditLog:
         self._sign = sign
         self._every = max(1, checkpoint_every)
         mark = "?" if self._sqlite else "%s"
+        self._mark = mark
         self._sql_event = (
-            f"INSERT INTO audit_event ({', '.join(c.name for c in EVENT.columns)}) "
-            f"VALUES ({', '.join(mark for _ in EVENT.columns)})"
+            f"INSERT INTO audit_event ({', '.join(c.name for c in EVENT.columns)}) VALUES "
         )
-        self._sql_ref = f"INSERT INTO audit_ref (seq, kind, ref) VALUES ({mark}, {mark}, {mark})"
+        self._sql_ref = "INSERT INTO audit_ref (seq, kind, ref) VALUES "
         self._sql_head = "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1"
         self._sql_checkpoint = (
             "INSERT INTO audit_checkpoint (seq, hash, signed_us, key_id, signature) "
@@ -243,9 +246,9 @@ class SqlAuditLog:
                 # Every multiple is signed, however large the batch (a drained journal).
                 key_id, signature = self._sign(seq, digest)
                 checkpoints.append((seq, digest, us, key_id, signature))
-        cursor.executemany(self._sql_event, events)
+        self._insert(cursor, self._sql_event, events)
         if refs:
-            cursor.executemany(self._sql_ref, refs)
+            self._insert(cursor, self._sql_ref, refs)
         if checkpoints:
             cursor.executemany(self._sql_checkpoint, checkpoints)
 
@@ -255,6 +258,15 @@ class SqlAuditLog:
         statement = select(JOURNAL.c.name, JOURNAL.c.drained).where(JOURNAL.c.name.in_(journals))
         with self._reading() as conn:
             return {name: int(offset) for name, offset in conn.execute(statement)}
+
+    def _insert(self, cursor: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        # Many rows per statement: the driver gives up the GIL once per statement, and
+        # under load each time costs a wait behind busy request threads (a drained
+        # journal's batch row by row made its request wait up to a second).
+        row = "(" + ", ".join(self._mark for _ in rows[0]) + ")"
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _ROWS_PER_STATEMENT]
+            cursor.execute(sql + ", ".join(row for _ in chunk), [v for r in chunk for v in r])
 
     # -- reading ---------------------------------------------------------------
 
