@@ -50,6 +50,9 @@ QR_INVALID = Kind("qr-invalid", 401, "The QR token is forged or malformed")
 # Identity backbone
 PERSON_NOT_FOUND = Kind("person-not-found", 404, "No card holder with this identifier")
 PERSON_CANCELLED = Kind("person-cancelled", 403, "The person's card has been cancelled")
+# A resident's consents
+CONSENT_NOT_FOUND = Kind("consent-not-found", 404, "The resident has no such Consent")
+CONSENT_NOT_ACTIVE = Kind("consent-not-active", 409, "The Consent is not in force")
 # Anything else
 NOT_FOUND = Kind("not-found", 404, "No such endpoint")
 METHOD_NOT_ALLOWED = Kind("method-not-allowed", 405, "Method not allowed")

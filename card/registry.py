@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, func, insert, select, update
+from sqlalchemy import Engine, Table, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -254,6 +254,11 @@ class Tx:
         except IntegrityError:
             return False
         return True
+
+    def prune_qr(self, before_us: int) -> int:
+        """Forget tokens that expired before ``before_us``: an expired token is refused
+        before its use is looked up, so its row can never matter again."""
+        return int(self.conn.execute(delete(Q).where(Q.c.expires_us < before_us)).rowcount or 0)
 
 
 class CardRegistry:

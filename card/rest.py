@@ -92,6 +92,16 @@ def create_card_blueprint(
     def access_log() -> Response:
         return _json(service.access_log(caller(), {"qr": request.args.get("qr")}))
 
+    @bp.post("/consents")
+    def record_consent() -> Response:
+        body = _body()
+        out = service.record_consent(caller(), body)
+        return _json(out, 200 if isinstance(body, dict) and "withdraw" in body else 201)
+
+    @bp.get("/consents")
+    def consents() -> Response:
+        return _json(service.list_consents(caller(), request.args.get("qr")))
+
     @bp.post("/check-in")
     def check_in() -> Response:
         return _json(service.check_in(caller(), _body()), 201)

@@ -13,15 +13,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from card import card_number, problems
+from card.consents import consent_body, consent_id, consent_view
 from card.enterprise import enterprise_patient
 from card.holder import Holder, clean_name, parse_holder, parse_resident_id
 from card.problems import STATUS_PROBLEMS, CardProblem
 from card.pseudonyms import Pseudonyms
 from card.qr import QrTokens
 from card.registry import CardRegistry, CardRow, Conflict, PersonRow, Tx
+from card.summary import shared_summary, summary_allowed
 from hie.context import RequestContext, Scopes
 from hie.crypto import BlindIndex, FieldCipher, mask_name, mask_phone, mask_resident_id
+from hie.errors import NotFound
 from hie.exchange import CARD_PRESENTED, TREATMENT, Exchange, Grant
 from hie.fhir.identifiers import CARD_SYSTEM, IDENTITY_TAG_SYSTEM, RESIDENT_ID_SYSTEM
 
@@ -29,6 +34,14 @@ RID_CONTEXT = b"card_person.resident_id"
 PHONE_CONTEXT = b"card_person.phone"
 # The card service writes its FHIR resources as itself, for the caller's organisation.
 _WRITE_SCOPES = Scopes("system/Patient.cru system/Encounter.c")
+# A resident's own Consents, recorded and withdrawn through the card (card.consents).
+_CONSENT_SCOPES = Scopes("system/Consent.crus consent.record")
+# Spent QR token ids are forgotten this long after they expired, at most once per
+# interval (a token used before its expiry can never be presented again after it).
+QR_PRUNE_GRACE_US = 60_000_000
+QR_PRUNE_INTERVAL_US = 60_000_000
+# v3 ActReason: the patient asked (the resident managing their own consents).
+_PATIENT_REQUEST = "PATRQT"
 # The master patient index's names for the card number and for "this Patient comes from
 # the card service": card data wins in its survivorship rule.
 CARD_NUMBER_SYSTEM = CARD_SYSTEM
@@ -105,6 +118,7 @@ class CardService:
         self.clock = clock
         self.grant_period = grant_period
         self.custodian = custodian
+        self._next_prune_us = 0  # when spent QR ids are next pruned (service clock)
 
     # -- helpers --------------------------------------------------------------
 
@@ -413,11 +427,15 @@ class CardService:
                 raise CardProblem(problems.BAD_REQUEST, "'qr' must be a string")
             claims = self.qr.verify(body["qr"])
             card_no = claims.card_no
+            now_us = to_us(self.clock())
+            if now_us >= claims.expires * 1_000_000:  # expired since verify: never record it
+                raise CardProblem(problems.QR_EXPIRED, "the QR token has expired; show a fresh one")
             with self.registry.transaction(write=True) as tx:
                 card = self._card(tx, card_no)
-                fresh = tx.use_qr(
-                    claims.jti, card_no, to_us(self.clock()), claims.expires * 1_000_000
-                )
+                fresh = tx.use_qr(claims.jti, card_no, now_us, claims.expires * 1_000_000)
+                if now_us >= self._next_prune_us:
+                    self._next_prune_us = now_us + QR_PRUNE_INTERVAL_US
+                    tx.prune_qr(now_us - QR_PRUNE_GRACE_US)
             if not fresh:
                 self._audit(
                     ctx,
@@ -448,14 +466,23 @@ class CardService:
 
     def identify(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
         require(ctx, "card.identify")
+        want = body.get("summary", False) if isinstance(body, dict) else False
+        if not isinstance(want, bool):
+            raise CardProblem(problems.BAD_REQUEST, "'summary' must be true or false")
+        if want:
+            summary_allowed(ctx)  # before a QR token is spent
         found = self.presented(ctx, body, "card.identify")
         self._audit(ctx, "card.identify", found.patient, found.card.card_no)
-        return {
+        out = {
             "card_no": found.card.card_no,
             "status": found.card.status,
             "patient": found.patient,
             "holder": self.holder_view(found.card.person),
         }
+        if want:
+            _, _, pid = found.patient.partition("/")
+            out["summary"] = shared_summary(self.exchange, ctx, self.exchange.person_patients(pid))
+        return out
 
     def check_in(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
         require(ctx, "card.identify")
@@ -502,6 +529,116 @@ class CardService:
                 "end": grant.end.isoformat(),
             },
         }
+
+    # -- the resident's consents (issue 7) ------------------------------------------
+
+    def _consent_reader(self, ctx: RequestContext) -> RequestContext:
+        """The resident, proven present by their QR token, acting on their own Consents:
+        every Consent about them, whichever organisation recorded it (so administration
+        for the exchange: no organisation). The reader stays the audited actor."""
+        return dataclasses.replace(
+            ctx, organization=None, purpose=_PATIENT_REQUEST, reason=None, scopes=_CONSENT_SCOPES
+        )
+
+    def _resident(self, ctx: RequestContext, body: Any, action: str) -> Identified:
+        require(ctx, "card.consent")
+        if not isinstance(body, dict) or not isinstance(body.get("qr"), str):
+            raise CardProblem(problems.BAD_REQUEST, "a fresh 'qr' token of the card is required")
+        return self.presented(ctx, {"qr": body["qr"]}, action)
+
+    def _audit_consent(
+        self, ctx: RequestContext, action: str, found: Identified, consent: str | None, what: str
+    ) -> None:
+        _, _, cid = (consent or "").partition("/")
+        self.exchange.record(
+            ctx,
+            action,
+            resource_type="Consent" if cid else None,
+            resource_id=cid or None,
+            query=f"card_no={found.card.card_no}&{what}",
+            patients=[found.patient],
+        )
+
+    def record_consent(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
+        """``POST /consents``: record a Consent (``action``) or withdraw one (``withdraw``)."""
+        if isinstance(body, dict) and "withdraw" in body:
+            return self.withdraw_consent(ctx, body)
+        if isinstance(body, dict) and "qr" in body:
+            # Checked before the token is spent, so a typo does not cost the resident one.
+            consent_body(
+                {k: v for k, v in body.items() if k != "qr"},
+                patient="Patient/x",
+                now=self.clock(),
+                types=self.exchange.resource_types,
+            )
+        found = self._resident(ctx, body, "card.consent-record")
+        resource = consent_body(
+            {k: v for k, v in body.items() if k != "qr"},
+            patient=found.patient,
+            now=self.clock(),
+            types=self.exchange.resource_types,
+        )
+        # Held by the card authority, like the card-source Patient.
+        recorder = dataclasses.replace(
+            self._registrar(ctx), purpose=_PATIENT_REQUEST, reason=None, scopes=_CONSENT_SCOPES
+        )
+        written = self.exchange.create(recorder, "Consent", resource)
+        stored = written.stored
+        view = consent_view(orjson.loads(stored.content), stored.version)
+        self._audit_consent(
+            ctx, "card.consent-record", found, view["consent"], f"action={view['action']}"
+        )
+        return {"patient": found.patient, **view}
+
+    def withdraw_consent(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
+        """Withdraw one of the resident's Consents: a new version with status inactive,
+        in force from the next request (consent decisions read Consents, never a cache)."""
+        cid = consent_id(body.get("withdraw") if isinstance(body, dict) else None)
+        if set(body) - {"qr", "withdraw"}:
+            raise CardProblem(problems.BAD_REQUEST, "withdraw takes only 'qr' and 'withdraw'")
+        found = self._resident(ctx, body, "card.consent-withdraw")
+        reader = self._consent_reader(ctx)
+        mine = self._person_patients(found.patient)
+        try:
+            stored = self.exchange.read(reader, "Consent", cid)
+        except NotFound:
+            stored = None
+        resource = orjson.loads(stored.content) if stored is not None else {}
+        if (resource.get("patient") or {}).get("reference") not in mine:
+            self._audit_consent(ctx, "card.consent-withdraw", found, None, f"consent={cid}")
+            raise CardProblem(problems.CONSENT_NOT_FOUND, f"the resident has no Consent/{cid}")
+        assert stored is not None
+        if resource.get("status") != "active":
+            raise CardProblem(
+                problems.CONSENT_NOT_ACTIVE,
+                f"Consent/{cid} is {resource.get('status')}, not active",
+                consent_status=resource.get("status"),
+            )
+        resource["status"] = "inactive"
+        written = self.exchange.update(reader, "Consent", cid, resource, if_match=stored.version)
+        self._audit_consent(ctx, "card.consent-withdraw", found, f"Consent/{cid}", "withdraw")
+        view = consent_view(orjson.loads(written.stored.content), written.stored.version)
+        return {"patient": found.patient, **view}
+
+    def list_consents(self, ctx: RequestContext, qr: str | None) -> dict[str, Any]:
+        """``GET /consents?qr=``: every Consent about the resident, newest first."""
+        found = self._resident(ctx, {"qr": qr}, "card.consents")
+        refs = ",".join(sorted(self._person_patients(found.patient)))
+        result = self.exchange.search(
+            self._consent_reader(ctx),
+            "Consent",
+            [("patient", refs), ("_sort", "-_lastUpdated"), ("_count", "100")],
+        )
+        self._audit_consent(ctx, "card.consents", found, None, "list")
+        return {
+            "patient": found.patient,
+            "consents": [consent_view(orjson.loads(s.content), s.version) for s in result.entries],
+        }
+
+    def _person_patients(self, patient: str) -> set[str]:
+        """The enterprise Patient and the source Patients linked to it, as references."""
+        _, _, pid = patient.partition("/")
+        return {f"Patient/{p}" for p in self.exchange.person_patients(pid)}
 
     # -- key rotation -------------------------------------------------------------
 

@@ -105,8 +105,8 @@ def build_services(
     )
     grants = SqlGrantStore(engine)
     consent = None
+    policy = load_policy(Path(settings.consent.policy) if settings.consent.policy else None)
     if settings.consent.enabled:
-        policy = load_policy(Path(settings.consent.policy) if settings.consent.policy else None)
         consent = ConsentPoint(policy, extractor.registry.compartment("Patient"), grants)
     exchange = Exchange(
         consent=consent,
@@ -134,6 +134,7 @@ def build_services(
         cipher=FieldCipher(load_keyring(settings.data_dir).encryption),
         token_url=settings.token_url,
         clock=lambda: clock().timestamp(),
+        purpose_ttl={policy.break_glass_purpose: policy.break_glass_ttl},
     )
     return Services(
         settings,

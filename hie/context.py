@@ -81,6 +81,8 @@ class RequestContext:
     # A clinician signed in to the web UI: "Practitioner/ID" and "PractitionerRole/ID".
     practitioner: str | None = None
     role: str | None = None
+    # When the access token was issued (epoch seconds): break-glass counts from it.
+    issued_at: int | None = None
 
     @classmethod
     def system(cls, actor: str = "hie", organization: str | None = None) -> RequestContext:

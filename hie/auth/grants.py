@@ -54,10 +54,19 @@ class TokenRequest:
 
 
 class ClientCredentials:
-    def __init__(self, verifier: AssertionVerifier, issuer: TokenIssuer, *, ttl: int) -> None:
+    def __init__(
+        self,
+        verifier: AssertionVerifier,
+        issuer: TokenIssuer,
+        *,
+        ttl: int,
+        purpose_ttl: Mapping[str, int] | None = None,
+    ) -> None:
         self._verifier = verifier
         self._issuer = issuer
         self._ttl = ttl
+        # The longest life of a token of these purposes (break-glass), whatever is asked.
+        self._purpose_ttl = dict(purpose_ttl or {})
 
     def token(self, request: TokenRequest) -> IssuedToken:
         """A short-lived access token for the client, or an OAuthError saying why not."""
@@ -90,6 +99,8 @@ class ClientCredentials:
         reason: str | None = None,
     ) -> IssuedToken:
         lifetime = ttl or self._ttl
+        if purpose in self._purpose_ttl:
+            lifetime = min(lifetime, self._purpose_ttl[purpose])
         token = self._issuer.issue(
             subject=client.name,
             scope=scope,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -40,6 +40,7 @@ def build_auth(
     cipher: FieldCipher,
     token_url: str,
     clock: Callable[[], float] = time.time,
+    purpose_ttl: Mapping[str, int] | None = None,
 ) -> AuthServices:
     db = AuthDatabase(engine)
     clients = ClientRegistry(db, clock)
@@ -66,7 +67,9 @@ def build_auth(
     return AuthServices(
         clients=clients,
         assertions=assertions,
-        grants=ClientCredentials(assertions, issuer, ttl=settings.client_token_ttl),
+        grants=ClientCredentials(
+            assertions, issuer, ttl=settings.client_token_ttl, purpose_ttl=purpose_ttl
+        ),
         accounts=accounts,
         logins=Logins(accounts, throttle, sessions),
         token_url=token_url,

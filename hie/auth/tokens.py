@@ -33,6 +33,7 @@ class Claims:
     reason: str | None
     expires: int
     token_id: str
+    issued: int | None = None
 
     @cached_property
     def scopes(self) -> Scopes:
@@ -48,6 +49,7 @@ class Claims:
             scopes=self.scopes,
             source=source,
             token_id=self.token_id,
+            issued_at=self.issued,
         )
 
 
@@ -152,4 +154,5 @@ class TokenVerifier:
             reason=raw.get("reason"),
             expires=int(raw["exp"]),
             token_id=str(raw["jti"]),
+            issued=int(raw["iat"]) if isinstance(raw.get("iat"), int | float) else None,
         )

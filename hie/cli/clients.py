@@ -19,6 +19,7 @@ from hie.auth.clients import RegisteredClient, RegistrationError, generate_key, 
 from hie.auth.keys import load_or_create_signing_key
 from hie.auth.services import AuthServices, build_auth
 from hie.auth.tokens import TokenIssuer
+from hie.consent.policy import load_policy
 from hie.crypto.fields import FieldCipher
 from hie.crypto.keyring import load_keyring
 from hie.settings import Settings, load_settings
@@ -37,6 +38,7 @@ def open_auth(settings: Settings | None = None) -> Iterator[AuthServices]:
         audience=auth.audience,
         clock=utc_now,
     )
+    policy = load_policy(Path(settings.consent.policy) if settings.consent.policy else None)
     try:
         yield build_auth(
             engine,
@@ -44,6 +46,7 @@ def open_auth(settings: Settings | None = None) -> Iterator[AuthServices]:
             issuer=issuer,
             cipher=FieldCipher(load_keyring(settings.data_dir).encryption),
             token_url=settings.token_url,
+            purpose_ttl={policy.break_glass_purpose: policy.break_glass_ttl},
         )
     finally:
         engine.dispose()

@@ -42,9 +42,11 @@ def token(
     subject: str,
 ) -> None:
     """Print one bearer token and nothing else."""
-    if purpose == "BTG" and not (reason and reason.strip()):
-        raise click.UsageError("break-glass (--purpose BTG) needs a --reason")
     settings = load_settings()
+    policy = load_policy(Path(settings.consent.policy) if settings.consent.policy else None)
+    if purpose == policy.break_glass_purpose and not (reason or "").strip():
+        # Break-glass needs a stated reason and is short-lived (docs/consent.md).
+        raise click.UsageError(f"break-glass (--purpose {purpose}) needs a --reason")
     if client_name is not None:
         if organization is not None:
             raise click.UsageError("--org comes from the client's registration; omit it")
@@ -59,11 +61,7 @@ def token(
         click.echo(issued.access_token)
         return
     ttl = ttl or settings.auth.token_ttl
-    policy = load_policy(Path(settings.consent.policy) if settings.consent.policy else None)
     if purpose == policy.break_glass_purpose:
-        # Break-glass needs a stated reason and is short-lived (docs/consent.md).
-        if not (reason or "").strip():
-            raise click.UsageError(f"--purpose {purpose} needs --reason")
         if organization is None:
             raise click.UsageError(f"--purpose {purpose} needs --org")
         ttl = min(ttl, policy.break_glass_ttl)

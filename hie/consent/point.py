@@ -21,13 +21,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from hie.consent.clinical_dates import clinical_dates
 from hie.consent.decision import Decision
 from hie.consent.policy import ConsentPolicy
 from hie.consent.provisions import ConsentRecord, parse_consent
 from hie.consent.rules import Caller, CardGrant, ResourceFacts, compile_rules
 from hie.consent.shapes import SHAPE_PARAM
 from hie.context import RequestContext
-from hie.search.rows import IndexRow, ReferenceRow, TokenRow
+from hie.search.rows import DateRow, IndexRow, ReferenceRow, TokenRow
 from hie.storage.ports import PatientRegion, StoredResource, Visibility
 
 
@@ -101,23 +102,32 @@ class ConsentPoint:
         self.policy = policy
         self._compartment = dict(compartment)
         self.patient_data = frozenset({"Patient", *compartment})
+        self.clinical_dates = clinical_dates(self.patient_data)
         self._grants = grants
 
     # -- who the caller is -------------------------------------------------------
 
-    def break_glass(self, ctx: RequestContext) -> bool:
+    def break_glass(self, ctx: RequestContext, now: datetime) -> bool:
+        """Purpose BTG with a stated reason, within ``break_glass_ttl`` of the token's
+        issue: the grant is time-limited whatever lifetime the token was minted with.
+        (Every access token carries its issue time; a context built in-process has none.)"""
         return (
             ctx.organization is not None
             and ctx.purpose == self.policy.break_glass_purpose
             and bool((ctx.reason or "").strip())
+            and (
+                ctx.issued_at is None
+                or now.timestamp() < ctx.issued_at + self.policy.break_glass_ttl
+            )
         )
 
-    def sees_everything(self, ctx: RequestContext) -> bool:
+    def sees_everything(self, ctx: RequestContext, now: datetime) -> bool:
         """Administration and break-glass: nothing is hidden from them."""
-        return ctx.organization is None or self.break_glass(ctx)
+        return ctx.organization is None or self.break_glass(ctx, now)
 
     def _caller(self, ctx: RequestContext, organization: str) -> Caller:
         refs = {organization, ctx.actor}
+        refs.update(r for r in (ctx.practitioner, ctx.role) if r)
         return Caller(
             refs=frozenset(refs),
             organization=organization,
@@ -126,12 +136,12 @@ class ConsentPoint:
         )
 
     def quick(
-        self, ctx: RequestContext, resource_type: str, custodian: str | None
+        self, ctx: RequestContext, resource_type: str, custodian: str | None, now: datetime
     ) -> Verdict | None:
         """A decision that needs no facts, or None (then call :meth:`decide`)."""
         if ctx.organization is None:
             return Verdict(Decision(True, "administrative (no organisation)"))
-        if self.break_glass(ctx):
+        if self.break_glass(ctx, now):
             return Verdict(Decision(True, f"break-glass: {ctx.reason}"), break_glass=True)
         if resource_type not in self.patient_data:
             return Verdict(Decision(True, "not patient data"))
@@ -163,7 +173,22 @@ class ConsentPoint:
             for r in rows
             if isinstance(r, TokenRow) and r.param == "code" and r.system is not None
         }
-        return ResourceFacts(stored.type, frozenset(patients), frozenset(labels), frozenset(codes))
+        dated = self.clinical_dates.get(stored.type)
+        dates = {(r.low, r.high) for r in rows if isinstance(r, DateRow) and r.param == dated}
+        refs = {
+            f"{r.target_type}/{r.target_id}"
+            for r in rows
+            if isinstance(r, ReferenceRow) and r.target_type and r.target_id
+        }
+        return ResourceFacts(
+            stored.type,
+            frozenset(patients),
+            frozenset(labels),
+            frozenset(codes),
+            id=stored.id,
+            dates=frozenset(dates),
+            refs=frozenset(refs),
+        )
 
     def decide(
         self,
@@ -208,7 +233,7 @@ class ConsentPoint:
 
     def visibility(self, ctx: RequestContext, source: Facts, now: datetime) -> Visibility:
         """What ``ctx`` may see, as a filter the store applies inside every query."""
-        if ctx.organization is None or self.sees_everything(ctx):
+        if ctx.organization is None or self.sees_everything(ctx, now):
             return Visibility()
         caller = self._caller(ctx, ctx.organization)
         # Each shape is compiled once, for a stand-in patient the store resolves.
@@ -238,6 +263,7 @@ class ConsentPoint:
             sensitive_labels=self.policy.sensitive_labels,
             sensitive_codes=self.policy.sensitive_codes,
             shape_param=SHAPE_PARAM,
+            clinical_dates=self.clinical_dates,
         )
 
     # -- helpers --------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from hie.search.dates import DATE_MAX, DATE_MIN
 from hie.storage.ports import Code, Criteria
 
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -81,6 +82,45 @@ def _code_set(codings: list[Mapping[str, Any]]) -> frozenset[Code] | None:
     return frozenset(out) if codings else None
 
 
+def _us(moment: datetime | None, default: int) -> int:
+    return default if moment is None else int(moment.timestamp() * 1_000_000)
+
+
+def _data_period(raw: Any) -> tuple[int, int] | None:
+    if not isinstance(raw, Mapping):
+        return None
+    start = _us(_when(raw.get("start"), end=False), DATE_MIN)
+    end = _us(_when(raw.get("end"), end=True), DATE_MAX)
+    return (start, end)
+
+
+# data.meaning: instance (the resource), dependents (resources that refer to it) are
+# interpreted exactly; related (and what it refers to) and authoredby (what it authored)
+# would need other resources' contents, so they are narrowed safely: a permit covers
+# the instance only, a deny ignores the data condition (denies every resource it would
+# otherwise cover).
+_EXACT = frozenset({"instance", "dependents"})
+
+
+def _data(raw: Any, kind: str) -> frozenset[tuple[str, str, str]] | None:
+    items = _codings(raw)
+    if not items:
+        return None
+    out: set[tuple[str, str, str]] = set()
+    for item in items:
+        ref = item.get("reference")
+        target = ref.get("reference") if isinstance(ref, Mapping) else None
+        rtype, _, rid = target.partition("/") if isinstance(target, str) else ("", "", "")
+        meaning = item.get("meaning")
+        if meaning not in _EXACT:
+            if kind == "deny":
+                return None
+            meaning = "instance"
+        if rtype and rid:
+            out.add((rtype, rid, str(meaning)))
+    return frozenset(out)
+
+
 def _provision(raw: Mapping[str, Any], parent: str | None, path: str) -> Provision:
     kind = raw.get("type")
     if kind not in ("permit", "deny"):
@@ -115,6 +155,9 @@ def _provision(raw: Mapping[str, Any], parent: str | None, path: str) -> Provisi
             types=types if classes else None,
             labels=_code_set(_codings(raw.get("securityLabel"))),
             codes=_code_set(_concept_codings(raw.get("code"))),
+            data_period=_data_period(raw.get("dataPeriod")),
+            undated=kind == "deny",
+            data=_data(raw.get("data"), kind),
         ),
         children=children,
     )

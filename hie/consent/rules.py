@@ -31,7 +31,9 @@ class CardGrant:
 class Caller:
     """What the rules need to know of the caller."""
 
-    refs: frozenset[str]  # the organisation and the actor, as references
+    # The organisation, the actor and, for a clinician, the Practitioner and
+    # PractitionerRole, as references (a provision's actor names one of them).
+    refs: frozenset[str]
     organization: str
     purpose: str
     platform: bool
@@ -45,6 +47,9 @@ class ResourceFacts:
     patients: frozenset[str]  # the patients whose compartment it is in
     labels: frozenset[Code]
     codes: frozenset[Code]
+    id: str = ""
+    dates: frozenset[tuple[int, int]] = frozenset()  # its clinical date's (low, high) rows
+    refs: frozenset[str] = frozenset()  # "Type/id" of every resource it refers to
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,22 @@ def meets(facts: ResourceFacts, c: Criteria) -> bool:
         return False
     if c.labels is not None and not (facts.labels & c.labels):
         return False
-    return c.codes is None or bool(facts.codes & c.codes)
+    if c.codes is not None and not (facts.codes & c.codes):
+        return False
+    if c.data_period is not None:
+        start, end = c.data_period
+        if not facts.dates:
+            if not c.undated:
+                return False
+        elif not any(start <= low and high <= end for low, high in facts.dates):
+            return False
+    if c.data is not None:
+        return any(
+            (t, i) == (facts.type, facts.id)
+            or (meaning == "dependents" and f"{t}/{i}" in facts.refs)
+            for t, i, meaning in c.data
+        )
+    return True
 
 
 @dataclass(frozen=True, slots=True)

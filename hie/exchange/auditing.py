@@ -58,6 +58,10 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "patch": ("changed a record", "修改了一条记录"),
     "delete": ("deleted a record", "删除了一条记录"),
     "export": ("exported your records", "导出了您的记录"),
+    # what a resident did with their card (card.consents)
+    "card.consent-record": ("recorded your consent decision", "登记了您的授权决定"),
+    "card.consent-withdraw": ("withdrew a consent at your request", "按您的要求撤回了授权"),
+    "card.consents": ("showed you your consents", "向您展示了您的授权"),
 }
 _OTHER_ACTION = ("accessed your records", "访问了您的记录")
 # Accesses a resident does not need to be told about: their own look at the log.

@@ -320,7 +320,7 @@ class Exchange:
         if consent is None:
             access = Access(interaction, stored.type, stored.id, stored.custodian)
             return self._decide(ctx, access)
-        quick = consent.quick(ctx, stored.type, stored.custodian)
+        quick = consent.quick(ctx, stored.type, stored.custodian, self._clock())
         if quick is not None:
             return quick.decision
         content = orjson.loads(stored.content) if stored.content else {}
@@ -884,6 +884,12 @@ class Exchange:
             return {patient_id}
         return {patient_id} | {m.source_id for m in self._mpi.members(uow, patient_id)}
 
+    def person_patients(self, patient_id: str) -> set[str]:
+        """The Patient ids that stand for one person: ``patient_id`` and, for an
+        enterprise Patient, every source Patient linked to it (ids only, no content)."""
+        with self._store.unit_of_work(write=False) as uow:
+            return self.patient_ids(uow, RequestContext.system(), patient_id)
+
     @audits_failure("search")
     def compartment_search(
         self,
@@ -1054,7 +1060,7 @@ class Exchange:
                 current = uow.get(resource_type, id_)
                 if current is None or not self.permitted(ctx, Interaction.READ, current, uow):
                     raise self._hidden(f"{resource_type}/{id_} is not known")
-            everything = self._consent is None or self._consent.sees_everything(ctx)
+            everything = self._consent is None or self._consent.sees_everything(ctx, self._clock())
             if everything or whole:  # one resource's versions follow the current
                 rows = uow.history(query)
                 total = uow.count_history(query)

@@ -66,12 +66,20 @@ class Criteria:
     """Which resources a consent provision speaks of; None places no condition.
 
     ``labels``: the resource carries one of these ``meta.security`` codings;
-    ``codes``: its ``code`` search parameter holds one of these codings.
+    ``codes``: its ``code`` search parameter holds one of these codings;
+    ``data_period``: its clinical date (``Visibility.clinical_dates``) lies within
+    ``(low, high)`` (epoch microseconds, inclusive), or it has none and ``undated``
+    (a deny's period covers what cannot be shown to lie outside it);
+    ``data``: it is one of these resources (``(type, id, "instance")``) or refers to one
+    of them (``(type, id, "dependents")``).
     """
 
     types: frozenset[str] | None = None
     labels: frozenset[Code] | None = None
     codes: frozenset[Code] | None = None
+    data_period: tuple[int, int] | None = None
+    undated: bool = False
+    data: frozenset[tuple[str, str, str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +130,8 @@ class Visibility:
     sensitive_labels: frozenset[Code] = frozenset()
     sensitive_codes: frozenset[Code] = frozenset()
     shape_param: str = ""
+    # The date search parameter that dates each type's records (consent dataPeriod).
+    clinical_dates: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def everything(self) -> bool:

@@ -16,7 +16,7 @@ resource the query touches: matches, chain targets, ``_has`` sources and include
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -104,6 +104,8 @@ _MEMBER_REF = reference_table.alias("c_member")
 _SHAPE_REF = reference_table.alias("c_shape_ref")
 _SHAPE_TOKEN = token_table.alias("c_shape")
 _CONSENT_TOKEN = token_table.alias("c_token")
+_CONSENT_DATE = date_table.alias("c_date")
+_CONSENT_DATA_REF = reference_table.alias("c_data_ref")
 _DERIVED_REF = reference_table.alias("c_derived")
 _LINK_REF = reference_table.alias("c_link")
 _LINKED = R.alias("c_linked")
@@ -654,8 +656,9 @@ class Planner:
         )
         member = or_(members, and_(r.c.type == "Patient", patient(r.c.id)))
         region = g.region
-        conds = [member, *(self._criteria(r, types, c) for c in region.criteria)]
-        conds += [~self._criteria(r, types, e) for e in region.exceptions]
+        dates = v.clinical_dates
+        conds = [member, *(self._criteria(r, types, c, dates) for c in region.criteria)]
+        conds += [~self._criteria(r, types, e, dates) for e in region.exceptions]
         if permit:
             labels = v.sensitive_labels - region.names
             codes = v.sensitive_codes - region.names
@@ -681,7 +684,9 @@ class Planner:
             .exists()
         )
 
-    def _criteria(self, r: FromClause, types: list[str], c: Criteria) -> ColumnElement[bool]:
+    def _criteria(
+        self, r: FromClause, types: list[str], c: Criteria, dates: Mapping[str, str]
+    ) -> ColumnElement[bool]:
         conds: list[ColumnElement[bool]] = []
         if c.types is not None:
             conds.append(r.c.type.in_(sorted(c.types)))
@@ -689,7 +694,34 @@ class Planner:
             conds.append(self._tokens(r, types, "_security", c.labels))
         if c.codes is not None:
             conds.append(self._tokens(r, types, "code", c.codes))
+        if c.data_period is not None:
+            start, end = c.data_period
+            d = _CONSENT_DATE
+            keys = [param_key(x, dates[x]) for x in types if x in dates]
+            dated = select(d.c.res_pk).where(
+                d.c.res_pk == r.c.pk, d.c.param.in_(keys), d.c.low >= start, d.c.high <= end
+            )
+            if c.undated:
+                any_date = select(d.c.res_pk).where(d.c.res_pk == r.c.pk, d.c.param.in_(keys))
+                conds.append(or_(dated.exists(), ~any_date.exists()))
+            else:
+                conds.append(dated.exists())
+        if c.data is not None:
+            conds.append(self._data(r, c.data))
         return and_(true(), *conds)
+
+    def _data(self, r: FromClause, data: frozenset[tuple[str, str, str]]) -> ColumnElement[bool]:
+        """The resource is one of ``data``'s instances or refers to one of its dependents'."""
+        ref = _CONSENT_DATA_REF
+        parts: list[ColumnElement[bool]] = []
+        for rtype, rid, meaning in sorted(data):
+            parts.append(and_(r.c.type == rtype, r.c.id == rid))
+            if meaning == "dependents":
+                refers = select(ref.c.res_pk).where(
+                    ref.c.res_pk == r.c.pk, ref.c.target_type == rtype, ref.c.target_id == rid
+                )
+                parts.append(refers.exists())
+        return or_(false(), *parts)
 
     def _tokens(
         self, r: FromClause, types: list[str], code: str, codings: frozenset[tuple[str, str]]
