@@ -1,8 +1,9 @@
 """What audit costs: reads and searches through `hie serve`, audit off vs on, same run.
 
 One populated database; the server is started alternately with ``audit.enabled = false``
-(permit-all and no audit: the baseline) and with audit on (every request waits for its
-hash-chained AuditEvent to be durable), in alternating order so that the machine's
+(permit-all and no audit: the baseline) and with audit on (every request's record is
+journalled before it is answered and drained into the hash chain in batches; the audit
+rows written are counted at the end), in alternating order so that the machine's
 background load falls on both. wrk with 32 connections (2 threads) and a Lua script that
 picks a random URL per request: reads of random resources, and searches of a random
 patient's observations (``Observation?subject=Patient/x&_count=10``).

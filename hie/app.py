@@ -21,7 +21,8 @@ from card.rest import register as register_card_api
 from card.service import CardService
 from hie import __version__
 from hie.audit.chain import CheckpointSigner
-from hie.audit.sink import AuditSink, GroupCommitAuditSink, NoAudit
+from hie.audit.journal import Journal, JournalDrain, JournalWorker
+from hie.audit.sink import AuditSink, GroupCommitAuditSink, JournalAuditSink, NoAudit
 from hie.auth.keys import load_or_create_signing_key
 from hie.auth.services import AuthServices, build_auth
 from hie.auth.tokens import TokenIssuer, TokenVerifier
@@ -90,9 +91,7 @@ def build_services(
     store = SqlStore(engine, audit=audit_log if shared else None)
     if audit is None and not settings.audit.enabled:
         audit = NoAudit()
-    audit_sink = audit or GroupCommitAuditSink(
-        audit_log, in_transaction=shared, max_batch=settings.audit.max_batch
-    )
+    audit_sink = audit or build_audit_sink(settings, audit_log, shared)
     auth = settings.auth
     issuer = TokenIssuer(key, issuer=auth.issuer, audience=auth.audience, clock=clock)
     verifier = TokenVerifier(
@@ -168,6 +167,25 @@ def build_audit_log(
         durable=mode in ("FULL", "EXTRA"),
     )
     return log, url == db.url
+
+
+def journal_dir(settings: Settings) -> Path:
+    """This host's audit journals (one per process), drained into the chain."""
+    return settings.data_dir / "audit-journal"
+
+
+def build_audit_sink(settings: Settings, log: SqlAuditLog, shared: bool) -> AuditSink:
+    audit = settings.audit
+    if audit.journal and audit.synchronous.upper() not in ("FULL", "EXTRA"):
+        directory = journal_dir(settings)
+        worker = JournalWorker(JournalDrain(log, directory), interval=audit.drain_interval)
+        return JournalAuditSink(
+            Journal(directory),
+            worker,
+            in_transaction=shared,
+            stale_after=audit.stale_after,
+        )
+    return GroupCommitAuditSink(log, in_transaction=shared, max_batch=audit.max_batch)
 
 
 def dicom_config(settings: Settings) -> DicomConfig:

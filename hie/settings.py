@@ -67,6 +67,13 @@ class AuditSettings(_Section):
     # leaves it to the next WAL sync (SQLite synchronous=NORMAL, PostgreSQL
     # synchronous_commit=off). Writes' records commit with their data either way.
     synchronous: str = "NORMAL"
+    # NORMAL: reads' records go to a per-process journal (one write; a crash of the
+    # process loses none) drained into the chain every ``drain_interval`` seconds
+    # (hie.audit.journal). Accesses are refused once draining has failed for
+    # ``stale_after`` seconds. false: each read waits for its group commit.
+    journal: bool = True
+    drain_interval: float = 0.05
+    stale_after: float = 2.0
     enabled: bool = True  # false only to measure what audit costs (bench/audit_overhead.py)
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -150,147 +150,223 @@ class AuditBuilder:
 
     def build(self, ctx: RequestContext, access: Access) -> AuditRecord:
         recorded = self._clock()
-        if access.type == "rest" and ctx.source in _CHANNELS:
+        kind = access.type
+        if kind == "rest" and ctx.source in _CHANNELS:
             # The adapters write through the exchange with their channel as the source.
-            access = replace(access, type=ctx.source or access.type)
+            kind = ctx.source or kind
         action = access.action or _ACTIONS.get(access.subtype, Action.EXECUTE)
-        if access.type == "rest" and access.action is None and access.subtype in ("search",):
+        if kind == "rest" and access.action is None and access.subtype == "search":
             action = Action.EXECUTE  # BALP: a query is an execute
         patients = tuple(sorted(set(access.patients)))
         entities = tuple(dict.fromkeys(access.entities))
         query = self.redact(access.query) if access.query else None
-        break_glass = ctx.purpose == BREAK_GLASS
-        event = self._event(ctx, access, recorded, action, patients, entities, query, break_glass)
+        address = ctx.source if ctx.source and ctx.source not in _CHANNELS else None
+        # The compact form: what the AuditEvent is rendered from when the trail is read.
+        content = orjson.dumps(
+            (
+                COMPACT,
+                kind,
+                access.subtype,
+                action.value,
+                access.outcome.value,
+                access.detail or None,
+                ctx.actor,
+                address,
+                ctx.token_id or None,
+                ctx.practitioner or None,
+                ctx.organization or None,
+                ctx.purpose or None,
+                ctx.reason or None,
+                patients,
+                entities,
+                query,
+                access.description if query is not None else None,
+                self._observer,
+            )
+        )
         return AuditRecord(
             recorded=recorded,
-            content=orjson.dumps(event, option=orjson.OPT_SORT_KEYS),
-            type=access.type,
+            content=content,
+            type=kind,
             subtype=access.subtype,
             action=action.value,
             outcome=access.outcome.value,
             agent=ctx.actor,
             organization=ctx.organization,
             purpose=ctx.purpose,
-            break_glass=break_glass,
+            break_glass=ctx.purpose == BREAK_GLASS,
             patients=patients,
             entities=entities,
         )
 
-    def _event(
-        self,
-        ctx: RequestContext,
-        access: Access,
-        recorded: datetime,
-        action: Action,
-        patients: tuple[str, ...],
-        entities: tuple[str, ...],
-        query: str | None,
-        break_glass: bool,
-    ) -> dict[str, Any]:
-        system, code, display = _TYPES.get(access.type, _TYPES["rest"])
-        subtype_system = _RESTFUL if access.subtype in _RESTFUL_CODES else _HIE_SUBTYPE
-        event: dict[str, Any] = {
-            "resourceType": "AuditEvent",
-            "type": {"system": system, "code": code, "display": display},
-            "subtype": [{"system": subtype_system, "code": access.subtype}],
-            "action": action.value,
-            "recorded": _instant(recorded),
-            "outcome": access.outcome.value,
-            "agent": self._agents(ctx),
-            "source": {
-                "observer": {"display": self._observer},
-                "type": [{"system": _SOURCE_TYPE, "code": "4", "display": "Application Server"}],
-            },
-        }
-        if access.detail:
-            event["outcomeDesc"] = access.detail
-        if ctx.purpose:
-            purpose: dict[str, Any] = {"coding": [{"system": _ACT_REASON, "code": ctx.purpose}]}
-            if ctx.reason:
-                purpose["text"] = ctx.reason
-            event["purposeOfEvent"] = [purpose]
-        if break_glass:
-            event["meta"] = {
-                "security": [
-                    {"system": _ACT_REASON, "code": BREAK_GLASS, "display": "break the glass"}
-                ]
-            }
-        entity: list[dict[str, Any]] = [
-            {
-                "what": {"reference": p},
-                "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
-                "role": {"system": _OBJECT_ROLE, "code": "1", "display": "Patient"},
-            }
-            for p in patients
-        ]
-        entity.extend(
-            {
-                "what": {"reference": e},
-                "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
-                "role": {"system": _OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
-            }
-            for e in entities
-            if e not in patients
-        )
-        if query is not None:
-            q: dict[str, Any] = {
-                "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
-                "role": {"system": _OBJECT_ROLE, "code": "24", "display": "Query"},
-                "query": base64.b64encode(query.encode()).decode(),
-            }
-            if access.description:
-                q["description"] = access.description
-            entity.append(q)
-        if entity:
-            event["entity"] = entity
-        return event
 
-    def _agents(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        client: dict[str, Any] = {
-            "type": {"coding": [{"system": _DCM, "code": "110153", "display": "Source Role ID"}]},
-            "who": {"identifier": {"system": _CLIENT_ID, "value": ctx.actor}},
-            "requestor": ctx.practitioner is None,
+COMPACT = 1
+"""Version of the stored compact form (a JSON array); records stored before it hold the
+AuditEvent's JSON object itself, and are served as they are."""
+
+
+def record_of(recorded: datetime, content: bytes) -> AuditRecord:
+    """A record back from its compact form (with the search keys it was built with)."""
+    fields = orjson.loads(content)
+    if not isinstance(fields, list) or len(fields) != 18 or fields[0] != COMPACT:
+        raise ValueError("not a compact audit record")
+    purpose = fields[11]
+    return AuditRecord(
+        recorded=recorded,
+        content=content,
+        type=fields[1],
+        subtype=fields[2],
+        action=fields[3],
+        outcome=fields[4],
+        agent=fields[6],
+        organization=fields[10],
+        purpose=purpose,
+        break_glass=purpose == BREAK_GLASS,
+        patients=tuple(fields[13]),
+        entities=tuple(fields[14]),
+    )
+
+
+def event_of(content: bytes, recorded: datetime) -> dict[str, Any]:
+    """The AuditEvent a stored record stands for (without ``id``)."""
+    if content[:1] == b"{":
+        return cast(dict[str, Any], orjson.loads(content))
+    fields = orjson.loads(content)
+    if not isinstance(fields, list) or len(fields) != 18 or fields[0] != COMPACT:
+        raise ValueError("not a stored audit record")
+    return _event(recorded, *fields[1:])
+
+
+def _event(
+    recorded: datetime,
+    kind: str,
+    subtype: str,
+    action: str,
+    outcome: str,
+    detail: str | None,
+    actor: str,
+    address: str | None,
+    token_id: str | None,
+    practitioner: str | None,
+    organization: str | None,
+    purpose: str | None,
+    reason: str | None,
+    patients: list[str],
+    entities: list[str],
+    query: str | None,
+    description: str | None,
+    observer: str,
+) -> dict[str, Any]:
+    system, code, display = _TYPES.get(kind, _TYPES["rest"])
+    subtype_system = _RESTFUL if subtype in _RESTFUL_CODES else _HIE_SUBTYPE
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "type": {"system": system, "code": code, "display": display},
+        "subtype": [{"system": subtype_system, "code": subtype}],
+        "action": action,
+        "recorded": _instant(recorded),
+        "outcome": outcome,
+        "agent": _agents(actor, address, token_id, practitioner, organization, observer),
+        "source": {
+            "observer": {"display": observer},
+            "type": [{"system": _SOURCE_TYPE, "code": "4", "display": "Application Server"}],
+        },
+    }
+    if detail:
+        event["outcomeDesc"] = detail
+    if purpose:
+        purpose_of: dict[str, Any] = {"coding": [{"system": _ACT_REASON, "code": purpose}]}
+        if reason:
+            purpose_of["text"] = reason
+        event["purposeOfEvent"] = [purpose_of]
+    if purpose == BREAK_GLASS:
+        event["meta"] = {
+            "security": [{"system": _ACT_REASON, "code": BREAK_GLASS, "display": "break the glass"}]
         }
-        if ctx.source and ctx.source not in _CHANNELS:
-            client["network"] = {"address": ctx.source, "type": "2"}
-        if ctx.token_id:
-            client["altId"] = ctx.token_id
-        agents = [client]
-        if ctx.practitioner:
-            agents.append(
-                {
-                    "type": {"coding": [{"system": _PARTICIPATION, "code": "IRCP"}]},
-                    "who": {"reference": ctx.practitioner},
-                    "requestor": True,
-                }
-            )
-        if ctx.organization:
-            agents.append(
-                {
-                    "type": {"coding": [{"system": _PARTICIPATION, "code": "PROV"}]},
-                    "who": {"reference": ctx.organization},
-                    "requestor": False,
-                }
-            )
+    entity: list[dict[str, Any]] = [
+        {
+            "what": {"reference": p},
+            "type": {"system": _ENTITY_TYPE, "code": "1", "display": "Person"},
+            "role": {"system": _OBJECT_ROLE, "code": "1", "display": "Patient"},
+        }
+        for p in patients
+    ]
+    entity.extend(
+        {
+            "what": {"reference": e},
+            "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+            "role": {"system": _OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
+        }
+        for e in entities
+        if e not in patients
+    )
+    if query is not None:
+        q: dict[str, Any] = {
+            "type": {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"},
+            "role": {"system": _OBJECT_ROLE, "code": "24", "display": "Query"},
+            "query": base64.b64encode(query.encode()).decode(),
+        }
+        if description:
+            q["description"] = description
+        entity.append(q)
+    if entity:
+        event["entity"] = entity
+    return event
+
+
+def _agents(
+    actor: str,
+    address: str | None,
+    token_id: str | None,
+    practitioner: str | None,
+    organization: str | None,
+    observer: str,
+) -> list[dict[str, Any]]:
+    client: dict[str, Any] = {
+        "type": {"coding": [{"system": _DCM, "code": "110153", "display": "Source Role ID"}]},
+        "who": {"identifier": {"system": _CLIENT_ID, "value": actor}},
+        "requestor": practitioner is None,
+    }
+    if address:
+        client["network"] = {"address": address, "type": "2"}
+    if token_id:
+        client["altId"] = token_id
+    agents = [client]
+    if practitioner:
         agents.append(
             {
-                "type": {
-                    "coding": [{"system": _DCM, "code": "110152", "display": "Destination Role ID"}]
-                },
-                "who": {"display": self._observer},
+                "type": {"coding": [{"system": _PARTICIPATION, "code": "IRCP"}]},
+                "who": {"reference": practitioner},
+                "requestor": True,
+            }
+        )
+    if organization:
+        agents.append(
+            {
+                "type": {"coding": [{"system": _PARTICIPATION, "code": "PROV"}]},
+                "who": {"reference": organization},
                 "requestor": False,
             }
         )
-        return agents
+    agents.append(
+        {
+            "type": {
+                "coding": [{"system": _DCM, "code": "110152", "display": "Destination Role ID"}]
+            },
+            "who": {"display": observer},
+            "requestor": False,
+        }
+    )
+    return agents
 
 
 def _instant(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def with_id(content: bytes, seq: int, prev_hash: bytes, digest: bytes) -> bytes:
+def with_id(content: bytes, recorded: datetime, seq: int, prev_hash: bytes, digest: bytes) -> bytes:
     """The stored AuditEvent as served: numbered, with its place in the chain attached."""
-    event = orjson.loads(content)
+    event = event_of(content, recorded)
     event["id"] = str(seq)
     event.setdefault("extension", []).append(
         {
@@ -301,4 +377,4 @@ def with_id(content: bytes, seq: int, prev_hash: bytes, digest: bytes) -> bytes:
             ],
         }
     )
-    return orjson.dumps(event)
+    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)

@@ -11,10 +11,13 @@ previous commit, so the chain's lock is taken once per batch, not once per reque
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
+from hie.audit.journal import Journal, JournalWorker
 from hie.errors import Unavailable
 from hie.storage.ports import AuditLog, AuditRecord, UnitOfWork
 
@@ -27,6 +30,10 @@ class AuditSink(Protocol):
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         """Record durably before returning; raise ``hie.errors.Unavailable`` if that fails."""
+
+    def drain(self) -> None:
+        """Bring the chain up to date with every record this host has taken (before the
+        trail is read); raise ``hie.errors.Unavailable`` if that fails."""
 
     def close(self) -> None: ...
 
@@ -99,8 +106,69 @@ class GroupCommitAuditSink:
             pending.error = error
             pending.done = True
 
+    def drain(self) -> None:
+        return None
+
     def close(self) -> None:
         return None
+
+
+class JournalAuditSink:
+    """Each request's records go to its process's journal (one write, no commit waited
+    for); a worker thread drains the host's journals into the chain in large batches.
+
+    Fail-closed: a record that cannot be journalled refuses its access, and so does every
+    access once draining has failed for ``stale_after`` seconds: journals do not grow
+    unseen. A passing failure refuses nothing.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        worker: JournalWorker,
+        *,
+        in_transaction: bool,
+        stale_after: float = 2.0,
+    ) -> None:
+        self._journal = journal
+        self._worker = worker
+        self._in_transaction = in_transaction
+        self._stale_after = stale_after
+
+    def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
+        if self._in_transaction:
+            uow.append_audit(records)
+        else:
+            self.record(records)
+
+    def record(self, records: Sequence[AuditRecord]) -> None:
+        worker = self._worker
+        failing = worker.failing_since
+        if failing is not None and time.monotonic() - failing > self._stale_after:
+            raise Unavailable(_REFUSED) from worker.error
+        try:
+            self._journal.write(records)
+        except OSError as exc:
+            raise Unavailable(_REFUSED) from exc
+        if worker.due():
+            # This request drains for the host's processes; its own record is journalled,
+            # so a failure here is the worker's to remember, not this access's.
+            with suppress(Exception):
+                worker.try_drain()
+
+    def drain(self) -> None:
+        try:
+            self._worker.drain()
+        except Exception as exc:
+            raise Unavailable("the audit trail cannot be brought up to date") from exc
+
+    def close(self) -> None:
+        self._worker.stop()
+        self._journal.close()
+        # This process's journal, closed now, is chained and deleted (or, if that fails,
+        # left to the next process that drains).
+        with suppress(Exception):
+            self._worker.drain()
 
 
 class SynchronousAuditSink:
@@ -122,6 +190,9 @@ class SynchronousAuditSink:
         except Exception as exc:
             raise Unavailable(_REFUSED) from exc
 
+    def drain(self) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
@@ -133,6 +204,9 @@ class NoAudit:
         return None
 
     def record(self, records: Sequence[AuditRecord]) -> None:
+        return None
+
+    def drain(self) -> None:
         return None
 
     def close(self) -> None:

@@ -9,8 +9,10 @@ from datetime import datetime
 import click
 import orjson
 
-from hie.app import build_audit_log
-from hie.audit.chain import verify
+from hie.app import build_audit_log, journal_dir
+from hie.audit.chain import CheckpointSigner, verify
+from hie.audit.event import event_of
+from hie.audit.journal import JournalDrain
 from hie.auth.keys import load_or_create_signing_key
 from hie.exchange.auditing import AuditTrail
 from hie.fhir.canonical import parse_instant
@@ -29,9 +31,12 @@ def verify_command() -> None:
     Exits 1 naming the first bad record if any record was edited, deleted or moved.
     """
     settings = load_settings()
-    public = load_or_create_signing_key(settings.data_dir).public_key()
-    log, _ = build_audit_log(settings)
+    key = load_or_create_signing_key(settings.data_dir)
+    public = key.public_key()
+    log, _ = build_audit_log(settings, CheckpointSigner(key))
     try:
+        # The records this host's processes have journalled but not yet chained first.
+        JournalDrain(log, journal_dir(settings)).drain()
         started = time.perf_counter()
         verdict = verify(log.links(), log.checkpoints(), public)
         elapsed = time.perf_counter() - started
@@ -58,10 +63,17 @@ def verify_command() -> None:
 def break_glass_command(since: str | None, limit: int, as_json: bool) -> None:
     """List break-glass accesses (purpose BTG) with their reasons, for review."""
     settings = load_settings()
-    log, _ = build_audit_log(settings)
+    key = load_or_create_signing_key(settings.data_dir)
+    log, _ = build_audit_log(settings, CheckpointSigner(key))
     start: datetime | None = parse_instant(since) if since else None
     try:
-        trail = AuditTrail(log, default_count=limit, max_count=limit, organization_name=_no_name)
+        trail = AuditTrail(
+            log,
+            default_count=limit,
+            max_count=limit,
+            organization_name=_no_name,
+            before_read=JournalDrain(log, journal_dir(settings)).drain,
+        )
         rows = trail.break_glass(since=start, count=limit)
     finally:
         log.close()
@@ -69,7 +81,7 @@ def break_glass_command(since: str | None, limit: int, as_json: bool) -> None:
         click.echo("no break-glass accesses")
         return
     for row in rows:
-        event = orjson.loads(row.content)
+        event = event_of(row.content, row.recorded)
         if as_json:
             click.echo(orjson.dumps({"id": str(row.seq), **event}).decode())
             continue

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from hie.audit.event import BREAK_GLASS, with_id
+from hie.audit.event import BREAK_GLASS, event_of, with_id
 from hie.context import Interaction, RequestContext
 from hie.errors import Forbidden, InvalidSearch, NotFound
 from hie.exchange.results import SearchResult
@@ -118,8 +116,12 @@ class AuditTrail:
         default_count: int,
         max_count: int,
         organization_name: Callable[[str], str | None],
+        before_read: Callable[[], None] = lambda: None,
     ) -> None:
+        """``before_read`` brings the chain up to date (``AuditSink.drain``): every read of
+        the trail runs it first, so no answered access is missing from what it finds."""
         self._log = log
+        self._before_read = before_read
         self._default_count = default_count
         self._max_count = max_count
         self._organization_name = organization_name
@@ -136,6 +138,7 @@ class AuditTrail:
 
     def read(self, ctx: RequestContext, id_: str) -> StoredResource:
         self.require(ctx, Interaction.READ)
+        self._before_read()
         found = self._log.get(int(id_)) if id_.isdigit() else None
         if found is None:
             raise NotFound(f"AuditEvent/{id_} is not known")
@@ -144,6 +147,7 @@ class AuditTrail:
     def search(self, ctx: RequestContext, params: Sequence[tuple[str, str]]) -> SearchResult:
         self.require(ctx, Interaction.SEARCH)
         query, echo = self.query(params)
+        self._before_read()
         rows = self._log.search(query)
         more = len(rows) > query.count - 1
         rows = rows[: query.count - 1]
@@ -215,16 +219,18 @@ class AuditTrail:
 
     @staticmethod
     def _resource(found: StoredAudit) -> StoredResource:
-        content = with_id(found.content, found.seq, found.prev_hash, found.hash)
+        content = with_id(found.content, found.recorded, found.seq, found.prev_hash, found.hash)
         return StoredResource(AUDIT_TYPE, str(found.seq), 1, found.recorded, False, content)
 
     # -- review ------------------------------------------------------------------
 
     def break_glass(self, *, since: datetime | None = None, count: int = 100) -> list[StoredAudit]:
+        self._before_read()
         return self._log.search(AuditQuery(break_glass=True, recorded_from=since, count=count))
 
     def access_log(self, patients: set[str], *, count: int = 100) -> list[AccessLogEntry]:
         """Who accessed any of ``patients`` (one person's linked records), newest first."""
+        self._before_read()
         rows: list[StoredAudit] = []
         for patient in sorted(patients):
             rows.extend(self._log.search(AuditQuery(patient=patient, count=count * 2)))
@@ -240,7 +246,7 @@ class AuditTrail:
         return out
 
     def _entry(self, row: StoredAudit, names: dict[str, str | None]) -> AccessLogEntry | None:
-        event = orjson.loads(row.content)
+        event = event_of(row.content, row.recorded)
         action = event["subtype"][0]["code"]
         if action in _NOT_LISTED:
             return None

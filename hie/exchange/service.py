@@ -169,6 +169,7 @@ class Exchange:
                 default_count=default_count,
                 max_count=max_count,
                 organization_name=self._organization_name,
+                before_read=audit.drain,
             )
             if audit_log is not None
             else None

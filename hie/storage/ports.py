@@ -291,8 +291,16 @@ class AuditQuery:
 class AuditLog(Protocol):
     """The audit trail, stored apart from clinical data (its own tables or database)."""
 
-    def append(self, records: Sequence[AuditRecord]) -> None:
-        """Chain and store in one transaction of its own; raise if that fails."""
+    def append(
+        self, records: Sequence[AuditRecord], *, drained: Mapping[str, int] | None = None
+    ) -> None:
+        """Chain and store in one transaction of its own; raise if that fails.
+
+        ``drained``: journals (by name) drained up to these offsets by this append,
+        committed with it (``hie.audit.journal``)."""
+
+    def drained(self, journals: Sequence[str]) -> dict[str, int]:
+        """How far each of these journals has been drained (absent: not at all)."""
 
     def search(self, query: AuditQuery) -> list[StoredAudit]: ...
 

@@ -12,8 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from card.qr import QrTokens
 from hie.app import build_services, create_app
+from hie.audit.event import event_of
 from hie.context import RequestContext
 from hie.settings import Settings
+from hie.storage.sql.store import from_us
 from tests.card.conftest import ORG, OTHER_ORG, CardApi, Clock, holder, problem_type, resident_id
 
 
@@ -168,7 +170,7 @@ def test_card_operations_are_audited_without_identifiers(card_api: CardApi) -> N
     with card_api.services.engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT subtype, outcome, content FROM audit_event "
+                "SELECT subtype, outcome, content, recorded_us FROM audit_event "
                 "WHERE subtype LIKE 'card.%' ORDER BY seq"
             )
         ).all()
@@ -184,8 +186,8 @@ def test_card_operations_are_audited_without_identifiers(card_api: CardApi) -> N
         ("card.identify", "4"),
     ]
     query = base64.b64encode(f"card_no={no}".encode()).decode()
-    for _, _, content in rows:
-        event = orjson.loads(content)
+    for _, _, content, us in rows:
+        event = event_of(bytes(content), from_us(us))
         assert event["type"]["code"] == "rest"  # RESTful operation, typed 'card' for search
         assert {"reference": f"Patient/{pid}"} in [e.get("what") for e in event["entity"]]
         assert query in [e.get("query") for e in event["entity"]]

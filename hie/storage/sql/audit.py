@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from typing import Any, cast
 
@@ -99,6 +99,17 @@ CHECKPOINT = Table(
     Column("signature", LargeBinary, nullable=False),
 )
 
+# How far each host's per-process audit journals have been chained (hie.audit.journal).
+JOURNAL = Table(
+    "audit_journal",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("drained", BigInteger, nullable=False),
+)
+
+# 13 columns a row: within SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+_ROWS_PER_STATEMENT = 500
+
 # Any constant: the one advisory lock that serialises appends to the chain.
 _CHAIN_LOCK = 0x6869655F61756474
 _COLUMNS = (
@@ -131,15 +142,19 @@ class SqlAuditLog:
         self._sign = sign
         self._every = max(1, checkpoint_every)
         mark = "?" if self._sqlite else "%s"
+        self._mark = mark
         self._sql_event = (
-            f"INSERT INTO audit_event ({', '.join(c.name for c in EVENT.columns)}) "
-            f"VALUES ({', '.join(mark for _ in EVENT.columns)})"
+            f"INSERT INTO audit_event ({', '.join(c.name for c in EVENT.columns)}) VALUES "
         )
-        self._sql_ref = f"INSERT INTO audit_ref (seq, kind, ref) VALUES ({mark}, {mark}, {mark})"
+        self._sql_ref = "INSERT INTO audit_ref (seq, kind, ref) VALUES "
         self._sql_head = "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1"
         self._sql_checkpoint = (
             "INSERT INTO audit_checkpoint (seq, hash, signed_us, key_id, signature) "
             f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark})"
+        )
+        self._sql_journal = (
+            f"INSERT INTO audit_journal (name, drained) VALUES ({mark}, {mark}) "
+            "ON CONFLICT (name) DO UPDATE SET drained = excluded.drained"
         )
         self._sql_links = (
             "SELECT seq, recorded_us, content, prev_hash, hash FROM audit_event "
@@ -148,7 +163,9 @@ class SqlAuditLog:
 
     # -- appending -------------------------------------------------------------
 
-    def append(self, records: Sequence[AuditRecord]) -> None:
+    def append(
+        self, records: Sequence[AuditRecord], *, drained: Mapping[str, int] | None = None
+    ) -> None:
         # The whole group commit on the driver: SQLAlchemy's transaction and statement
         # machinery cost more than appending a small batch.
         gate = self._gate.held() if self._gate else nullcontext()
@@ -162,6 +179,8 @@ class SqlAuditLog:
                     elif not self._durable:
                         cursor.execute("SET LOCAL synchronous_commit = off")
                     self._append(cursor, records)
+                    if drained:
+                        cursor.executemany(self._sql_journal, list(drained.items()))
                 finally:
                     cursor.close()
                 if self._sqlite:
@@ -195,10 +214,10 @@ class SqlAuditLog:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_CHAIN_LOCK,))
         cursor.execute(self._sql_head)
         head = cursor.fetchone()
-        first, prev = (int(head[0]), bytes(head[1])) if head else (0, GENESIS)
-        seq = first
+        seq, prev = (int(head[0]), bytes(head[1])) if head else (0, GENESIS)
         events: list[tuple[Any, ...]] = []
         refs: list[tuple[int, str, str]] = []
+        checkpoints: list[tuple[int, bytes, int, str, bytes]] = []
         for r in records:
             seq += 1
             us = to_us(r.recorded)
@@ -223,12 +242,31 @@ class SqlAuditLog:
             refs.extend((seq, "p", p) for p in r.patients)
             refs.extend((seq, "e", e) for e in r.entities)
             prev = digest
-        cursor.executemany(self._sql_event, events)
+            if seq % self._every == 0 and self._sign is not None:
+                # Every multiple is signed, however large the batch (a drained journal).
+                key_id, signature = self._sign(seq, digest)
+                checkpoints.append((seq, digest, us, key_id, signature))
+        self._insert(cursor, self._sql_event, events)
         if refs:
-            cursor.executemany(self._sql_ref, refs)
-        if self._sign is not None and seq // self._every > first // self._every:
-            key_id, signature = self._sign(seq, prev)
-            cursor.execute(self._sql_checkpoint, (seq, prev, events[-1][1], key_id, signature))
+            self._insert(cursor, self._sql_ref, refs)
+        if checkpoints:
+            cursor.executemany(self._sql_checkpoint, checkpoints)
+
+    def drained(self, journals: Sequence[str]) -> dict[str, int]:
+        if not journals:
+            return {}
+        statement = select(JOURNAL.c.name, JOURNAL.c.drained).where(JOURNAL.c.name.in_(journals))
+        with self._reading() as conn:
+            return {name: int(offset) for name, offset in conn.execute(statement)}
+
+    def _insert(self, cursor: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        # Many rows per statement: the driver gives up the GIL once per statement, and
+        # under load each time costs a wait behind busy request threads (a drained
+        # journal's batch row by row made its request wait up to a second).
+        row = "(" + ", ".join(self._mark for _ in rows[0]) + ")"
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _ROWS_PER_STATEMENT]
+            cursor.execute(sql + ", ".join(row for _ in chunk), [v for r in chunk for v in r])
 
     # -- reading ---------------------------------------------------------------
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from hie.app import Services, build_services, create_app
 from hie.cli import main
-from hie.context import RequestContext
+from hie.context import RequestContext, Scopes
 from hie.settings import Settings
 from hie.storage.ports import chain_hash
 from tests.support import Api
@@ -31,6 +36,8 @@ def env(settings: Settings) -> dict[str, str]:
         "HIE_DATABASE_URL": settings.database.url,
         "HIE_DATA_DIR": settings.data.dir,
         "HIE_AUDIT_DATABASE_URL": settings.audit.database_url,
+        # The same signing interval as the server: verify chains journalled records first.
+        "HIE_AUDIT_CHECKPOINT_EVERY": str(settings.audit.checkpoint_every),
         "HIE_CONFIG_DIR": str(Path(__file__).parents[3] / "config"),
     }
 
@@ -47,6 +54,7 @@ def trail(services: Services) -> Services:
     pid = services.exchange.create(ctx, "Patient", {"resourceType": "Patient"}).stored.id
     for _ in range(11):
         services.exchange.read(ctx, "Patient", pid)
+    services.audit.drain()  # the reads' records out of the journal into the chain
     return services
 
 
@@ -128,8 +136,15 @@ def test_fail_closed_reads_and_writes_are_refused_without_an_audit_table(
     assert api.get(f"Patient/{pid}").status_code == 200
     with services.audit_log.engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE audit_event RENAME TO audit_event_gone"))
+    answered = 0
     try:
-        read = api.get(f"Patient/{pid}")
+        # Reads journal their records; once draining into the chain has failed for
+        # audit.stale_after (2 s) every access is refused.
+        deadline = time.monotonic() + 30
+        while (read := api.get(f"Patient/{pid}")).status_code == 200:
+            answered += 1
+            assert time.monotonic() < deadline, "reads were never refused"
+            time.sleep(0.01)
         assert read.status_code == 503
         assert read.get_json()["resourceType"] == "OperationOutcome"
         assert pid not in read.get_data(as_text=True)
@@ -142,6 +157,67 @@ def test_fail_closed_reads_and_writes_are_refused_without_an_audit_table(
             conn.execute(sa.text("ALTER TABLE audit_event_gone RENAME TO audit_event"))
     # The refused write left nothing behind.
     assert api.get("Patient?gender=male").get_json().get("entry") is None
+    # Every read answered while the chain was out of reach was chained once it was back.
+    services.audit.drain()
+    with services.audit_log.engine.connect() as conn:
+        granted = conn.execute(
+            sa.text("SELECT count(*) FROM audit_event WHERE subtype = 'read' AND outcome = '0'")
+        ).scalar()
+    assert granted == 1 + answered
+
+
+def test_fail_closed_a_read_whose_record_cannot_be_journalled_is_refused(
+    services: Services, settings: Settings, token: str
+) -> None:
+    api = Api(create_app(services=services).test_client(), token)
+    pid = api.post("Patient", {"resourceType": "Patient"}).get_json()["id"]
+    assert api.get(f"Patient/{pid}").status_code == 200
+    journals = Path(settings.data.dir) / "audit-journal"
+    shutil.rmtree(journals)  # the open journal is deleted and no new one can be made
+    read = api.get(f"Patient/{pid}")
+    assert read.status_code == 503
+    assert pid not in read.get_data(as_text=True)
+    journals.mkdir()
+    assert api.get(f"Patient/{pid}").status_code == 200
+
+
+_CRASH = """
+import os, sys
+from hie.app import build_services
+from hie.context import RequestContext, Scopes
+from hie.settings import Settings
+settings = Settings().replace(
+    database__url=sys.argv[1], data__dir=sys.argv[2], audit__drain_interval=3600.0
+)
+services = build_services(settings)
+services.exchange.read(RequestContext.system(actor="before-the-crash"), "Patient", sys.argv[3])
+print(os.getpid(), flush=True)
+os._exit(9)  # no close, no drain: the record is only in this process's journal
+"""
+
+
+def test_a_crash_loses_no_record_of_an_answered_read(
+    services: Services, settings: Settings
+) -> None:
+    ctx = RequestContext.system()
+    pid = services.exchange.create(ctx, "Patient", {"resourceType": "Patient"}).stored.id
+    crashed = subprocess.run(
+        [sys.executable, "-c", _CRASH, settings.database.url, settings.data.dir, pid],
+        cwd=Path(__file__).parents[3],
+        capture_output=True,
+        text=True,
+    )
+    assert crashed.returncode == 9, crashed.stderr
+    trail = services.exchange.audit_trail
+    assert trail is not None
+    auditor = RequestContext(actor="auditor", scopes=Scopes("system/AuditEvent.rs"))
+    found = services.exchange.search(auditor, "AuditEvent", [("agent", "before-the-crash")])
+    assert [orjson.loads(e.content)["subtype"][0]["code"] for e in found.entries] == ["read"]
+    # The dead process's journal, drained, is gone; the chain is whole.
+    child = crashed.stdout.strip()
+    assert not list((Path(settings.data.dir) / "audit-journal").glob(f"*-{child}-*"))
+    code, output = verify(settings)
+    assert code == 0, output
 
 
 def test_audit_in_a_database_of_its_own(tmp_path: Path, settings: Settings) -> None:
@@ -154,6 +230,7 @@ def test_audit_in_a_database_of_its_own(tmp_path: Path, settings: Settings) -> N
         ctx = RequestContext.system()
         pid = services.exchange.create(ctx, "Patient", {"resourceType": "Patient"}).stored.id
         services.exchange.read(ctx, "Patient", pid)
+        services.audit.drain()
         with services.audit_log.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM audit_event")).scalar() == 2
         with services.engine.connect() as conn:

@@ -227,6 +227,7 @@ def test_concurrent_reads_make_one_unbroken_chain(
     for t in threads:
         t.join()
     assert errors == []
+    services.audit.drain()
     with services.audit_log.engine.connect() as conn:
         seqs = [r[0] for r in conn.execute(sa.text("SELECT seq FROM audit_event ORDER BY seq"))]
     assert seqs == list(range(1, len(seqs) + 1))

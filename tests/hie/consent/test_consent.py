@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import orjson
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from flask import Flask
 
 from hie.app import Services, build_services, create_app
+from hie.audit.event import event_of
 from hie.cli import main
 from hie.consent.grants import Grant
 from hie.context import RequestContext, Scopes
@@ -31,14 +31,17 @@ RECORDER = "system/*.cruds consent.record"  # may record and withdraw Consents
 REASON = "unconscious patient, no relatives reachable"
 
 
-def _services(db_url: str, tmp_path: Path, **policy: str) -> Services:
+def _services(db_url: str, tmp_path: Path, *, journal: bool = True, **policy: str) -> Services:
     path = tmp_path / "consent.toml"
     text_ = (Path(__file__).parents[3] / "config" / "consent.toml").read_text()
     for key, value in policy.items():
         text_ = text_.replace(f"\n{key} = ", f"\n{key} = {value}\n#")
     path.write_text(text_)
     settings = Settings().replace(
-        database__url=db_url, data__dir=str(tmp_path / "var"), consent__policy=str(path)
+        database__url=db_url,
+        data__dir=str(tmp_path / "var"),
+        consent__policy=str(path),
+        audit__journal=journal,
     )
     return build_services(settings)
 
@@ -107,7 +110,7 @@ def test_break_glass_reads_everything_needs_a_reason_and_is_flagged(
     assert bundle["total"] == 6  # the Consent and the enterprise Patient too
     trail = services.exchange.audit_trail
     assert trail is not None
-    events = [orjson.loads(r.content) for r in trail.break_glass()]
+    events = [event_of(r.content, r.recorded) for r in trail.break_glass()]
     assert all(e["meta"]["security"][0]["code"] == "BTG" for e in events)
     granted = [e for e in events if e["outcome"] == "0"]
     assert {e["subtype"][0]["code"] for e in granted} == {"read", "everything"}
@@ -251,8 +254,17 @@ def test_break_glass_tokens_need_a_reason_and_are_short_lived(
     assert claims["purpose"] == "BTG"
 
 
-def test_migration_0010_marks_consents_stored_before_it(built: tuple[Services, Flask]) -> None:
-    services, app = built
+def test_migration_0010_marks_consents_stored_before_it(db_url: str, tmp_path: Path) -> None:
+    # Group commit, not the audit journal: this service keeps running across a downgrade
+    # below 0011, which drops the journal's table (a drain would fail, and fail closed).
+    services = _services(db_url, tmp_path, journal=False, platforms=f'["{C}"]')
+    try:
+        _migration_0010_marks_consents_stored_before_it(services, create_app(services=services))
+    finally:
+        services.close()
+
+
+def _migration_0010_marks_consents_stored_before_it(services: Services, app: Flask) -> None:
     client = app.test_client()
     a = Api(client, services.issuer.issue(subject="a", scope=RECORDER, ttl=600, organization=A))
     b = Api(client, services.issuer.issue(subject="b", scope=SCOPE, ttl=600, organization=B))
