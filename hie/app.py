@@ -174,11 +174,21 @@ def journal_dir(settings: Settings) -> Path:
     return settings.data_dir / "audit-journal"
 
 
+def uses_audit_journal(settings: Settings) -> bool:
+    """Reads' records go to journals (not group commits fsync'd one by one)."""
+    audit = settings.audit
+    return audit.enabled and audit.journal and audit.synchronous.upper() not in ("FULL", "EXTRA")
+
+
 def build_audit_sink(settings: Settings, log: SqlAuditLog, shared: bool) -> AuditSink:
     audit = settings.audit
-    if audit.journal and audit.synchronous.upper() not in ("FULL", "EXTRA"):
+    if uses_audit_journal(settings):
         directory = journal_dir(settings)
-        worker = JournalWorker(JournalDrain(log, directory), interval=audit.drain_interval)
+        worker = JournalWorker(
+            JournalDrain(log, directory),
+            interval=audit.drain_interval,
+            in_requests=audit.drain_in_requests,
+        )
         return JournalAuditSink(
             Journal(directory),
             worker,

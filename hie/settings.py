@@ -74,6 +74,10 @@ class AuditSettings(_Section):
     journal: bool = True
     drain_interval: float = 0.05
     stale_after: float = 2.0
+    # Whether requests drain (every drain_interval) as well as a thread per process.
+    # ``hie serve`` runs ``hie audit drain --follow`` and turns this off for its
+    # processes, so no request waits for a drain; the threads remain the fallback.
+    drain_in_requests: bool = True
     enabled: bool = True  # false only to measure what audit costs (bench/audit_overhead.py)
 
 

@@ -40,6 +40,7 @@ _FRAME = struct.Struct(">IIq")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _READ = 4 << 20
+_FALLBACK = 0.5  # seconds between a process's own drains when a drainer process runs
 
 
 def _frame(record: AuditRecord) -> bytes:
@@ -187,9 +188,12 @@ class JournalWorker:
     without being closed leave no thread draining behind them.
     """
 
-    def __init__(self, drain: JournalDrain, *, interval: float) -> None:
+    def __init__(
+        self, drain: JournalDrain, *, interval: float, in_requests: bool = True
+    ) -> None:
         self._drain = drain
         self._interval = interval
+        self._in_requests = in_requests
         self._busy = threading.Lock()
         self._next = time.monotonic() + interval
         self.error: BaseException | None = None
@@ -197,14 +201,15 @@ class JournalWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=_run,
-            args=(weakref.ref(self), self._stop, interval),
+            # With a drainer process the thread is the fallback (and notices failures).
+            args=(weakref.ref(self), self._stop, interval if in_requests else _FALLBACK),
             name="audit-drain",
             daemon=True,
         )
         self._thread.start()
 
     def due(self) -> bool:
-        return time.monotonic() >= self._next
+        return self._in_requests and time.monotonic() >= self._next
 
     def try_drain(self) -> None:
         """Drain unless this process or another of this host is at it (never waits)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from datetime import datetime
 
@@ -54,6 +56,40 @@ def verify_command() -> None:
         f"ok: {verdict.records} records, {verdict.checkpoints} signed checkpoints "
         f"({elapsed:.2f} s, {rate:,.0f} records/s)"
     )
+
+
+@audit.command("drain")
+@click.option("--follow", is_flag=True, help="Keep draining every audit.drain_interval.")
+def drain_command(follow: bool) -> None:
+    """Chain the records this host's processes have journalled.
+
+    ``hie serve`` runs ``hie audit drain --follow`` so that no request waits for a drain.
+    """
+    settings = load_settings()
+    log, _ = build_audit_log(
+        settings, CheckpointSigner(load_or_create_signing_key(settings.data_dir))
+    )
+    drain = JournalDrain(log, journal_dir(settings))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    failing = False
+    try:
+        while True:
+            try:
+                drain.drain()
+                if failing:
+                    click.echo("hie audit drain: draining works again", err=True)
+                failing = False
+            except Exception as exc:
+                if not follow:
+                    raise click.ClickException(f"draining the audit journal failed: {exc}") from exc
+                if not failing:  # once per failure; requests are refused meanwhile
+                    click.echo(f"hie audit drain: draining failed: {exc}", err=True)
+                failing = True
+            if not follow or stop.wait(settings.audit.drain_interval):
+                break
+    finally:
+        log.close()
 
 
 @audit.command("break-glass")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
+from hie.app import uses_audit_journal
 from hie.auth.keys import load_or_create_signing_key
 from hie.processes import spawn_hie, stop_all
 from hie.settings import load_settings
@@ -34,7 +37,14 @@ def serve(workers: int | None) -> None:
     click.echo(
         f'hie: then:  curl -H "Authorization: Bearer $TOKEN" {settings.fhir_base_url}/Patient'
     )
-    listeners = [spawn_hie("dicom"), spawn_hie("mllp")]
+    children = []
+    if uses_audit_journal(settings):
+        # One drainer for the host: no request waits for a drain. The processes started
+        # below inherit the setting that leaves draining to it (their threads remain the
+        # fallback).
+        children.append(spawn_hie("audit", "drain", "--follow"))
+        os.environ["HIE_AUDIT_DRAIN_IN_REQUESTS"] = "false"
+    listeners = [*children, spawn_hie("dicom"), spawn_hie("mllp")]
     server = Granian(
         "hie.app:wsgi_app",
         address=settings.host,
