@@ -188,9 +188,7 @@ class JournalWorker:
     without being closed leave no thread draining behind them.
     """
 
-    def __init__(
-        self, drain: JournalDrain, *, interval: float, in_requests: bool = True
-    ) -> None:
+    def __init__(self, drain: JournalDrain, *, interval: float, in_requests: bool = True) -> None:
         self._drain = drain
         self._interval = interval
         self._in_requests = in_requests
