@@ -7,10 +7,10 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hie.app import Services
+from hie.audit.event import event_of
 from tests.hie.auth.helpers import Client, new_key, register
 
 
@@ -52,11 +53,21 @@ def audit_rows(services: Services, action: str) -> list[tuple[str, str, str | No
     services.audit.close()  # flushes the group-commit writer
     with services.engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT agent, outcome, content FROM audit_event WHERE subtype = :a ORDER BY seq"),
+            text(
+                "SELECT agent, outcome, content, recorded_us FROM audit_event "
+                "WHERE subtype = :a ORDER BY seq"
+            ),
             {"a": action},
         ).all()
     words = {"0": "success"}
-    return [(r[0], words.get(r[1], "failure"), orjson.loads(r[2]).get("outcomeDesc")) for r in rows]
+    return [
+        (r[0], words.get(r[1], "failure"), event_of(r[2], _when(r[3])).get("outcomeDesc"))
+        for r in rows
+    ]
+
+
+def _when(recorded_us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=recorded_us)
 
 
 def test_a_registered_client_gets_a_short_lived_token_it_can_use(
