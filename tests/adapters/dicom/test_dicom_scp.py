@@ -344,7 +344,7 @@ def test_disk_full_is_out_of_resources(
         assert _send_raw(service, FIXTURES / "valid" / "MR_small.dcm", monkeypatch).Status == 0
         service.stop()
     finally:
-        run(["umount", str(mount)])
+        run(["umount", "-l", str(mount)])  # lazy: never leave the mount behind
 
 
 def test_concurrent_associations(service: DicomService, tmp_path: Path) -> None:
