@@ -45,7 +45,23 @@ class _Pending:
     error: BaseException | None = None
 
 
-class GroupCommitAuditSink:
+class _ChainingSink:
+    """A write's records commit with its unit of work when the trail shares the clinical
+    database; otherwise (and for reads) they go the sink's own way (``record``)."""
+
+    _in_transaction: bool
+
+    def record(self, records: Sequence[AuditRecord]) -> None:
+        raise NotImplementedError
+
+    def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
+        if self._in_transaction:
+            uow.append_audit(records)
+        else:
+            self.record(records)
+
+
+class GroupCommitAuditSink(_ChainingSink):
     """Batches concurrent requests' records into one chained append per flush.
 
     Leader and followers, no writer thread: the first waiting request that finds no flush
@@ -64,12 +80,6 @@ class GroupCommitAuditSink:
         self._queue: list[_Pending] = []
         self._flushing = False
         self._changed = threading.Condition()
-
-    def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
-        if self._in_transaction:
-            uow.append_audit(records)
-        else:
-            self.record(records)
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         pending = _Pending(records)
@@ -113,7 +123,7 @@ class GroupCommitAuditSink:
         return None
 
 
-class JournalAuditSink:
+class JournalAuditSink(_ChainingSink):
     """Each request's records go to its process's journal (one write, no commit waited
     for); a worker thread drains the host's journals into the chain in large batches.
 
@@ -134,12 +144,6 @@ class JournalAuditSink:
         self._worker = worker
         self._in_transaction = in_transaction
         self._stale_after = stale_after
-
-    def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
-        if self._in_transaction:
-            uow.append_audit(records)
-        else:
-            self.record(records)
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         worker = self._worker
@@ -171,18 +175,12 @@ class JournalAuditSink:
             self._worker.drain()
 
 
-class SynchronousAuditSink:
+class SynchronousAuditSink(_ChainingSink):
     """Appends each request's records in a transaction of their own (tools, tests)."""
 
     def __init__(self, log: AuditLog, *, in_transaction: bool) -> None:
         self._log = log
         self._in_transaction = in_transaction
-
-    def record_in(self, uow: UnitOfWork, records: Sequence[AuditRecord]) -> None:
-        if self._in_transaction:
-            uow.append_audit(records)
-        else:
-            self.record(records)
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         try:
