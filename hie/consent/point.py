@@ -188,6 +188,7 @@ class ConsentPoint:
             id=stored.id,
             dates=frozenset(dates),
             refs=frozenset(refs),
+            custodian=stored.custodian,
         )
 
     def decide(

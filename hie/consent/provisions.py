@@ -5,6 +5,10 @@ purpose and the period (known from the caller and the clock), and the class, cod
 security label (known from the resource). Nested provisions are exceptions to their
 parent: they apply within the parent's conditions, and a nested provision without a
 type takes the opposite of its parent's.
+
+``actor.role`` says how an actor takes part. An author, custodian or informant role
+(:data:`SOURCE_ROLES`) makes the actor a condition on the data: records whose custodian
+is that Organization. Any other role (``IRCP``, ``PRCP``, ...) names who receives it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,24 @@ from hie.storage.ports import Code, Criteria
 
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 RESOURCE_TYPES = "http://hl7.org/fhir/resource-types"
+_PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+_SIGNER = "http://terminology.hl7.org/CodeSystem/contractsignertypecodes"
+_PROVENANCE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+
+# Roles (R4 binding security-role-type, extensible) that make the actor the data's source.
+SOURCE_ROLES: frozenset[Code] = frozenset(
+    {
+        (_PARTICIPATION, "AUT"),
+        (_PARTICIPATION, "CST"),
+        (_PARTICIPATION, "INF"),
+        (_SIGNER, "PRIMAUTH"),
+        (_SIGNER, "COAUTH"),
+        (_SIGNER, "SOURCE"),
+        (_PROVENANCE, "author"),
+        (_PROVENANCE, "custodian"),
+        (_PROVENANCE, "informant"),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,16 +143,47 @@ def _data(raw: Any, kind: str) -> frozenset[tuple[str, str, str]] | None:
     return frozenset(out)
 
 
+def _actors(raw: Any) -> tuple[frozenset[str] | None, list[str] | None]:
+    """The recipients (None: anyone) and the sources named by a provision's actors.
+
+    An actor without a usable reference still counts, as naming nobody: a provision
+    must never widen because an actor could not be read."""
+    items = _codings(raw)
+    recipients: set[str] = set()
+    sources: list[str] = []
+    any_recipient = False
+    for a in items:
+        ref = a.get("reference")
+        target = ref.get("reference") if isinstance(ref, Mapping) else None
+        roles = {(c.get("system"), c.get("code")) for c in _concept_codings([a.get("role")])}
+        if roles & SOURCE_ROLES:
+            sources.append(target if isinstance(target, str) else "")
+            continue
+        any_recipient = True
+        if isinstance(target, str):
+            recipients.add(target)
+    return (frozenset(recipients) if any_recipient else None), (sources or None)
+
+
+def _custodians(sources: list[str] | None, kind: str) -> frozenset[str] | None:
+    """Source actors as a condition on the record's custodian (an Organization).
+
+    The exchange knows each record's custodian, not its individual author: a source
+    that is not an Organization narrows a permit to nothing it can show, and drops the
+    condition from a deny (which then covers all else it names): never less protection."""
+    if sources is None:
+        return None
+    orgs = {s for s in sources if s.startswith("Organization/")}
+    if len(orgs) < len(sources) and kind == "deny":
+        return None
+    return frozenset(orgs)
+
+
 def _provision(raw: Mapping[str, Any], parent: str | None, path: str) -> Provision:
     kind = raw.get("type")
     if kind not in ("permit", "deny"):
         kind = "deny" if parent in (None, "permit") else "permit"
-    actors = {
-        a["reference"]["reference"]
-        for a in _codings(raw.get("actor"))
-        if isinstance(a.get("reference"), Mapping)
-        and isinstance(a["reference"].get("reference"), str)
-    }
+    recipients, sources = _actors(raw.get("actor"))
     purposes = {c["code"] for c in _codings(raw.get("purpose")) if isinstance(c.get("code"), str)}
     classes = _codings(raw.get("class"))
     types = frozenset(
@@ -147,7 +200,7 @@ def _provision(raw: Mapping[str, Any], parent: str | None, path: str) -> Provisi
     return Provision(
         type=kind,
         path=path,
-        actors=frozenset(actors) if raw.get("actor") else None,
+        actors=recipients,
         purposes=frozenset(purposes) if raw.get("purpose") else None,
         start=_when(period.get("start"), end=False),
         end=_when(period.get("end"), end=True),
@@ -158,6 +211,7 @@ def _provision(raw: Mapping[str, Any], parent: str | None, path: str) -> Provisi
             data_period=_data_period(raw.get("dataPeriod")),
             undated=kind == "deny",
             data=_data(raw.get("data"), kind),
+            custodians=_custodians(sources, kind),
         ),
         children=children,
     )

@@ -50,6 +50,7 @@ class ResourceFacts:
     id: str = ""
     dates: frozenset[tuple[int, int]] = frozenset()  # its clinical date's (low, high) rows
     refs: frozenset[str] = frozenset()  # "Type/id" of every resource it refers to
+    custodian: str | None = None  # the Organization that wrote it; None: derived
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,12 @@ def meets(facts: ResourceFacts, c: Criteria) -> bool:
             if not c.undated:
                 return False
         elif not any(start <= low and high <= end for low, high in facts.dates):
+            return False
+    if c.custodians is not None:
+        if facts.custodian is None:
+            if not c.undated:
+                return False
+        elif facts.custodian not in c.custodians:
             return False
     if c.data is not None:
         return any(

@@ -1149,10 +1149,19 @@ class Exchange:
         patient: str | None = None,
         identifier: tuple[str, str] | None = None,
         labels: Collection[tuple[str, str]] = (),
+        dates: Collection[tuple[int, int]] = (),
+        custodian: str | None = None,
+        resource: tuple[str, str] | None = None,
     ) -> Decision:
         """``Consent/$evaluate``: would ``organization`` see ``data_class`` records of the
         patient (by id, or by an identifier such as the card number) for ``purpose``?
-        The answer names the deciding rule and carries no clinical data."""
+
+        A class is judged with what the caller states of the data: its security
+        ``labels``, its clinical ``dates`` (``(low, high)`` epoch microseconds) and its
+        ``custodian``; a provision that needs what was not stated permits nothing and
+        denies all it could cover. Naming a stored ``resource`` (type, id) of the patient
+        judges that resource as a read would. The answer names the deciding rule and
+        carries no clinical data."""
         if not (
             ctx.scopes.has("consent.evaluate") or ctx.scopes.allows(Interaction.READ, "Consent")
         ):
@@ -1167,12 +1176,26 @@ class Exchange:
             elif self._consent is None:
                 decision = Decision(True, "permit-all (consent enforcement is off)")
             else:
-                facts = ResourceFacts(
-                    data_class, frozenset({patient}), frozenset(labels), frozenset()
+                facts: ResourceFacts | Decision = ResourceFacts(
+                    data_class,
+                    frozenset({patient}),
+                    frozenset(labels),
+                    frozenset(),
+                    dates=frozenset(dates),
+                    custodian=custodian,
                 )
-                caller = self._consent.caller(organization, purpose)
-                decision = self._consent.evaluate(caller, facts, ConsentFacts(uow), self._clock())
+                if resource is not None:
+                    facts = self._facts_of_stored(uow, patient, data_class, resource)
+                if isinstance(facts, Decision):
+                    decision = facts
+                else:
+                    caller = self._consent.caller(organization, purpose)
+                    decision = self._consent.evaluate(
+                        caller, facts, ConsentFacts(uow), self._clock()
+                    )
         query = f"organization={organization}&purpose={purpose}&class={data_class}"
+        if resource is not None:
+            query += f"&resource={resource[0]}/{resource[1]}"
         self.record(
             ctx,
             "consent-decision",
@@ -1182,6 +1205,23 @@ class Exchange:
             outcome="permit" if decision.permit else "deny",
         )
         return decision
+
+    def _facts_of_stored(
+        self, uow: UnitOfWork, patient: str, data_class: str, resource: tuple[str, str]
+    ) -> ResourceFacts | Decision:
+        """What the consent point sees of a stored resource, for ``$evaluate``."""
+        assert self._consent is not None
+        rtype, rid = resource
+        stored = uow.get(rtype, rid)
+        # One answer for missing, deleted and someone else's: existence is not disclosed.
+        unknown = Decision(False, f"{rtype}/{rid} is not a {data_class} of this patient")
+        if stored is None or stored.deleted or rtype != data_class:
+            return unknown
+        content = orjson.loads(stored.content)
+        facts = self._consent.facts_of(stored, self._indexer.extract(content))
+        if patient not in facts.patients | ConsentFacts(uow).linking(sorted(facts.patients)):
+            return unknown
+        return facts
 
     # -- access grants (hie.consent.grants) ----------------------------------------
 

@@ -3,7 +3,12 @@
 In: a Parameters resource with ``patient`` (valueReference) or ``identifier``
 (valueIdentifier, e.g. the resident's card number), ``actor`` (valueReference to an
 Organization), ``purpose`` (valueCoding or valueCode, v3-ActReason), ``class``
-(valueCode: a resource type) and optional ``securityLabel`` (valueCoding, repeating).
+(valueCode: a resource type) and, about the data, optional ``securityLabel``
+(valueCoding, repeating), ``date`` (valueDate, valueDateTime or valuePeriod: its
+clinical date, for ``dataPeriod`` provisions) and ``custodian`` (valueReference to the
+Organization that holds it, for provisions whose actor is the data's source); or
+``resource`` (valueReference ``Type/id``), a stored record of the patient judged as a read
+of it would be (``class`` may then be left out).
 Out: a Parameters resource with ``decision`` (permit | deny) and ``rule``. It reveals no
 clinical data.
 """
@@ -19,6 +24,7 @@ from hie.context import RequestContext
 from hie.errors import BadRequest
 from hie.exchange import Exchange
 from hie.rest import http
+from hie.search.dates import parse_date
 
 
 def _value(param: dict[str, Any], *kinds: str) -> Any:
@@ -26,6 +32,23 @@ def _value(param: dict[str, Any], *kinds: str) -> Any:
         if f"value{kind}" in param:
             return param[f"value{kind}"]
     raise BadRequest(f"parameter '{param.get('name')}' needs a value{kinds[0]}")
+
+
+def _date_range(param: dict[str, Any]) -> tuple[int, int]:
+    """A ``date`` parameter as the (low, high) instants it covers."""
+    value = _value(param, "DateTime", "Date", "Period")
+    try:
+        if isinstance(value, dict):
+            start, end = value.get("start"), value.get("end")
+            if not isinstance(start, str) or not isinstance(end, str):
+                raise ValueError("a valuePeriod needs both start and end")
+            return parse_date(start).low, parse_date(end).high
+        if not isinstance(value, str):
+            raise ValueError("not a date")
+        when = parse_date(value)
+    except ValueError as exc:
+        raise BadRequest(f"parameter 'date': {exc}") from exc
+    return when.low, when.high
 
 
 def register_evaluate(
@@ -58,6 +81,17 @@ def register_evaluate(
             elif name == "securityLabel":
                 coding = _value(p, "Coding")
                 args["labels"].append((str(coding.get("system")), str(coding.get("code"))))
+            elif name == "date":
+                args.setdefault("dates", []).append(_date_range(p))
+            elif name == "custodian":
+                args["custodian"] = str(_value(p, "Reference").get("reference", ""))
+            elif name == "resource":
+                ref = str(_value(p, "Reference").get("reference", ""))
+                rtype, _, rid = ref.partition("/")
+                if not rtype or not rid or "/" in rid:
+                    raise BadRequest(f"parameter 'resource' needs a Type/id reference: {ref!r}")
+                args["resource"] = (rtype, rid)
+                args.setdefault("data_class", rtype)
         missing = [n for n in ("organization", "data_class") if n not in args]
         if missing or ("patient" not in args and "identifier" not in args):
             raise BadRequest("Consent/$evaluate needs patient or identifier, actor and class")

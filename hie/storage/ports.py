@@ -71,7 +71,9 @@ class Criteria:
     ``(low, high)`` (epoch microseconds, inclusive), or it has none and ``undated``
     (a deny's period covers what cannot be shown to lie outside it);
     ``data``: it is one of these resources (``(type, id, "instance")``) or refers to one
-    of them (``(type, id, "dependents")``).
+    of them (``(type, id, "dependents")``);
+    ``custodians``: its custodian is one of these Organizations (or it has none and
+    ``undated``: a deny covers what the exchange derived from several sources).
     """
 
     types: frozenset[str] | None = None
@@ -80,6 +82,7 @@ class Criteria:
     data_period: tuple[int, int] | None = None
     undated: bool = False
     data: frozenset[tuple[str, str, str]] | None = None
+    custodians: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

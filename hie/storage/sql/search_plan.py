@@ -706,6 +706,9 @@ class Planner:
                 conds.append(or_(dated.exists(), ~any_date.exists()))
             else:
                 conds.append(dated.exists())
+        if c.custodians is not None:
+            held = r.c.custodian.in_(sorted(c.custodians)) if c.custodians else false()
+            conds.append(or_(held, r.c.custodian.is_(None)) if c.undated else held)
         if c.data is not None:
             conds.append(self._data(r, c.data))
         return and_(true(), *conds)

@@ -241,3 +241,132 @@ def test_practitioner_and_role_actors_match_the_signed_in_clinician(
     a = _api(app, services, A)
     assert a.get("Patient/pr1").status_code == 404
     assert a.get("Patient/pr3").status_code == 200
+
+
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+
+
+def _source(ref: str, code: str = "AUT") -> dict[str, Any]:
+    """An actor whose role makes it the data's source, not its recipient."""
+    return {
+        "role": {"coding": [{"system": PARTICIPATION, "code": code}]},
+        "reference": {"reference": ref},
+    }
+
+
+def test_source_roles_make_the_actor_a_condition_on_the_custodian(
+    app: Flask, services: Services, world: tuple[Api, Api, Api]
+) -> None:
+    h, recorder, b = world
+    a = _api(app, services, A)
+    ids = ["sh", "sa"]
+    load(h, [_patient("sr"), _obs("sh", "sr", "2024-01-01")])
+    load(a, [_obs("sa", "sr", "2024-01-02")])
+    # B may see the resident's records, except what hospital A wrote (its author/custodian).
+    not_from_a = consent(
+        "csr",
+        "sr",
+        {
+            "type": "permit",
+            "actor": actor(B),
+            "provision": [{"type": "deny", "actor": [_source(A)]}],
+        },
+    )
+    assert recorder.put("Consent/csr", not_from_a).status_code == 201
+    assert _visible(b, "sr", ids) == {"sh"}
+    # Only what H holds, named as custodian beside the recipient.
+    only_h = consent("csr", "sr", {"type": "permit", "actor": [*actor(B), _source(H, "CST")]})
+    assert recorder.put("Consent/csr", only_h).status_code == 200
+    assert _visible(b, "sr", ids) == {"sh"}
+    assert b.get("Patient/sr").status_code == 200  # H's Patient record: H holds it
+    only_a = consent("csr", "sr", {"type": "permit", "actor": [*actor(B), _source(A)]})
+    assert recorder.put("Consent/csr", only_a).status_code == 200
+    assert _visible(b, "sr", ids) == {"sa"}
+    assert b.get("Patient/sr").status_code == 404
+    # A deny naming a Practitioner as author cannot be judged per record (the exchange
+    # knows custodians, not authors): it denies all it would otherwise cover.
+    by_doctor = consent(
+        "csr",
+        "sr",
+        {
+            "type": "permit",
+            "actor": actor(B),
+            "provision": [{"type": "deny", "actor": [_source("Practitioner/zhang")]}],
+        },
+    )
+    assert recorder.put("Consent/csr", by_doctor).status_code == 200
+    assert _visible(b, "sr", ids) == set()
+
+
+def _decide(api: Api, *params: dict[str, Any]) -> dict[str, str]:
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "actor", "valueReference": {"reference": B}}, *params],
+    }
+    response = api.post("Consent/$evaluate", body)
+    assert response.status_code == 200, response.get_json()
+    return {
+        p["name"]: p.get("valueCode") or p.get("valueString")
+        for p in response.get_json()["parameter"]
+    }
+
+
+def test_the_decision_api_judges_data_periods_custodians_and_named_records(
+    app: Flask, services: Services, world: tuple[Api, Api, Api]
+) -> None:
+    h, recorder, _ = world
+    load(h, [_patient("ev"), _obs("e20", "ev", "2020-05-01"), _obs("e25", "ev", "2025-05-01")])
+    load(_api(app, services, A), [_obs("ea", "ev", "2025-06-01")])
+    permit = consent(
+        "cev",
+        "ev",
+        {
+            "type": "permit",
+            "actor": actor(B),
+            "dataPeriod": _period("2024", "2025"),
+            "provision": [{"type": "deny", "actor": [_source(A)]}],
+        },
+    )
+    assert recorder.put("Consent/cev", permit).status_code == 201
+    platform = Api(
+        app.test_client(),
+        services.issuer.issue(subject="p", scope="consent.evaluate", ttl=600, organization=B),
+    )
+    patient = {"name": "patient", "valueReference": {"reference": "Patient/ev"}}
+    obs = {"name": "class", "valueCode": "Observation"}
+
+    def date(value: str) -> dict[str, Any]:
+        return {"name": "date", "valueDateTime": value}
+
+    holder = {"name": "custodian", "valueReference": {"reference": H}}
+    # A class question must state what the provisions look at, or it is not covered.
+    assert _decide(platform, patient, obs)["decision"] == "deny"
+    assert _decide(platform, patient, obs, date("2025-03-01"))["decision"] == "deny"
+    out = _decide(platform, patient, obs, date("2025-03-01"), holder)
+    assert out["decision"] == "permit"
+    assert "Consent/cev" in out["rule"]
+    assert _decide(platform, patient, obs, date("2019-03-01"), holder)["decision"] == "deny"
+    period = {"name": "date", "valuePeriod": {"start": "2024-02-01", "end": "2024-03-01"}}
+    assert _decide(platform, patient, obs, period, holder)["decision"] == "permit"
+    from_a = {"name": "custodian", "valueReference": {"reference": A}}
+    assert _decide(platform, patient, obs, date("2025-03-01"), from_a)["decision"] == "deny"
+    # A named record is judged as a read of it is, from what is stored.
+
+    def record(ref: str) -> dict[str, Any]:
+        return {"name": "resource", "valueReference": {"reference": ref}}
+
+    assert _decide(platform, patient, record("Observation/e25"))["decision"] == "permit"
+    assert _decide(platform, patient, record("Observation/e20"))["decision"] == "deny"
+    assert _decide(platform, patient, record("Observation/ea"))["decision"] == "deny"
+    # Missing and someone else's records get the same answer: existence is not disclosed.
+    load(h, [_patient("ev2"), _obs("other", "ev2", "2025-01-01")])
+    missing = _decide(platform, patient, record("Observation/nope"))
+    elsewhere = _decide(platform, patient, record("Observation/other"))
+    assert missing["decision"] == elsewhere["decision"] == "deny"
+    assert missing["rule"].replace("nope", "") == elsewhere["rule"].replace("other", "")
+    bad = platform.post(
+        "Consent/$evaluate",
+        {"resourceType": "Parameters", "parameter": [patient, obs, date("2025-13-01")]},
+    )
+    assert bad.status_code == 400
+    assert "date" in bad.get_json()["issue"][0]["diagnostics"]
