@@ -198,24 +198,41 @@ class SqlUnitOfWork:
 
     def token_values(self, type_: str, param: str) -> list[tuple[str, StoredResource]]:
         self.flush()
-        t = token_table
-        first = (
-            select(t.c.code, func.min(t.c.res_pk).label("pk"))
-            .where(t.c.param == param_key(type_, param))
-            .group_by(t.c.code)
-            .subquery()
+        key = param_key(type_, param)
+        # A loose index scan (recursive CTE): one index probe per distinct code, so the
+        # cost follows the number of shapes, not the millions of Consents sharing them.
+        t, nxt, one = token_table, token_table.alias("nxt"), token_table.alias("one")
+        codes = select(func.min(t.c.code).label("code")).where(t.c.param == key)
+        walk = codes.cte("codes", recursive=True)
+        step = select(
+            select(func.min(nxt.c.code))
+            .where(nxt.c.param == key, nxt.c.code > walk.c.code)
+            .scalar_subquery()
+        ).where(walk.c.code.is_not(None))
+        walk = walk.union_all(step)
+        holder = (
+            select(one.c.res_pk)
+            .where(one.c.param == key, one.c.code == walk.c.code)
+            .order_by(one.c.system)  # in index order: a probe, never a scan for a rare shape
+            .limit(1)
+            .scalar_subquery()
         )
-        query = select(
-            first.c.code,
-            R.c.type,
-            R.c.id,
-            R.c.version,
-            R.c.last_updated_us,
-            R.c.deleted,
-            R.c.content,
-            R.c.custodian,
-        ).join(R, R.c.pk == first.c.pk)
-        rows = self._conn.execute(query.order_by(first.c.code)).all()
+        query = (
+            select(
+                walk.c.code,
+                R.c.type,
+                R.c.id,
+                R.c.version,
+                R.c.last_updated_us,
+                R.c.deleted,
+                R.c.content,
+                R.c.custodian,
+            )
+            .select_from(walk)
+            .join(R, R.c.pk == holder)
+            .where(walk.c.code.is_not(None))
+        )
+        rows = self._conn.execute(query.order_by(walk.c.code)).all()
         return [(str(row[0]), self._stored(row[1:])) for row in rows]
 
     def reindex(self, key: int, rows: Sequence[IndexRow]) -> None:
