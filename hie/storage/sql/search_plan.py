@@ -327,13 +327,8 @@ class Planner:
         out: list[ColumnElement[bool]] = []
         merged: dict[str, list[ParamClause]] = {}
         for clause in clauses:
-            if (
-                isinstance(clause, ParamClause)
-                and clause.param.type is ParamType.DATE
-                and clause.param.single
-                and clause.param.column is None
-                and clause.modifier is None
-            ):
+            if _merges(clause):
+                assert isinstance(clause, ParamClause)
                 merged.setdefault(clause.param.code, []).append(clause)
             else:
                 out.append(self.condition(r, clause, rtype, ctx))
@@ -371,6 +366,30 @@ class Planner:
             short.append(t.c.low <= high)
         long = [t.c.param == key, span >= literal_column(str(_DAY)), *exact]
         return union_all(select(t.c.res_pk).where(*short), select(t.c.res_pk).where(*long))
+
+    def _sort_row(self, key: int, preds: Sequence[Predicate], column: str) -> FromClause:
+        """The one row of a single-valued date parameter that both holds the sort value
+        and satisfies the date clauses on it: (res_pk, ``column``).
+
+        Short rows (under a day) are bounded on ``column`` itself, so the database can
+        walk the index in sort order over the range and stop after a page, checking the
+        other conditions per row; long rows are few and come from their own index.
+        """
+        t = date_table
+        exact = [self._predicate(p, t.c.low, t.c.high, nullable=False) for p in preds]
+        span = t.c.high - t.c.low
+        day: ColumnElement[int] = literal_column(str(_DAY))
+        low, high = _low_bounds(preds)
+        short = [t.c.param == key, span < day, *exact]
+        if low is not None:
+            short += [t.c.low >= low, t.c.high >= low]
+        if high is not None:
+            short += [t.c.low <= high, t.c.high < high + _DAY]
+        long = [t.c.param == key, span >= day, *exact]
+        return union_all(
+            select(t.c.res_pk, t.c[column]).where(*short),
+            select(t.c.res_pk, t.c[column]).where(*long),
+        ).subquery("s")
 
     def condition(
         self, r: FromClause, clause: Clause, rtype: str, ctx: _Context
@@ -904,6 +923,7 @@ class Planner:
         ]
         if request.compartment is not None:
             where.append(self.in_compartment(r, rtype, request.compartment))
+        base = list(where)
         where += self.conditions(r, query.clauses, rtype, ctx)
         if request.count <= 0:
             total = None
@@ -912,7 +932,22 @@ class Planner:
             return SearchPage(items=[], total=total)
         specs = [_SortSpec(self.sort_expr(r, k), k.descending) for k in query.sort]
         source = self._sort_source(query.sort[0]) if query.sort else None
-        if source is not None and not (request.cursor and request.cursor.before):
+        own = self._sort_clauses(query)
+        if source is not None and own and not (request.cursor and request.cursor.before):
+            # The date clauses on the sort parameter select the very row that sorts.
+            rest = [c for c in query.clauses if not any(c is o for o in own)]
+            preds = [self._date_values(c, ctx.now_us) for c in own]
+            rows, more, before = self._sorted_by_index(
+                conn,
+                r,
+                [*base, *self.conditions(r, rest, rtype, ctx)],
+                specs,
+                source,
+                request.cursor,
+                request.count,
+                preds,
+            )
+        elif source is not None and not (request.cursor and request.cursor.before):
             rows, more, before = self._sorted_by_index(
                 conn, r, where, specs, source, request.cursor, request.count
             )
@@ -946,6 +981,21 @@ class Planner:
         )
         return SearchPage(items, included, total, next_cursor, prev_cursor)
 
+    @staticmethod
+    def _sort_clauses(query: SearchQuery) -> list[ParamClause]:
+        """The date clauses on the first sort key's parameter, when it is single-valued:
+        every match has that one row, and it holds the sort value."""
+        if not query.sort:
+            return []
+        p = query.sort[0].param
+        if p.type is not ParamType.DATE or not p.single or p.column is not None:
+            return []
+        return [
+            c
+            for c in query.clauses
+            if _merges(c) and isinstance(c, ParamClause) and c.param.code == p.code
+        ]
+
     def _sort_source(self, key: SortKey) -> tuple[Table, str, int] | None:
         """The index column that orders by ``key`` (never NULL there), if there is one."""
         p = key.param
@@ -976,6 +1026,7 @@ class Planner:
         source: tuple[Table, str, int],
         cursor: Cursor | None,
         count: int,
+        preds: Sequence[Predicate] = (),
     ) -> tuple[list[Any], bool, bool]:
         """A forward page whose first sort key is an indexed column.
 
@@ -984,8 +1035,14 @@ class Planner:
         database can walk that index in order and stop after a page (``-date``, ``_count``),
         or collect a small match set and sort it, whichever its statistics favour.
         Resources without a value come after all others, from a second query.
+
+        ``preds``: the date clauses on a single-valued sort parameter, applied to the
+        sorting row itself (:meth:`_sort_row`); every match has that row, so there is
+        neither a MIN/MAX to check nor a second query.
         """
         table, column, key = source
+        if preds:
+            return self._sorted_by_row(conn, r, where, specs, key, column, cursor, count, preds)
         s = table.alias("s")
         s2 = table.alias("s2")
         agg = func.max if specs[0].descending else func.min
@@ -1018,6 +1075,30 @@ class Planner:
             extra, more, _ = self._page(conn, missing, specs, cursor, count - len(rows))
             rows += extra
         return rows, more, False
+
+    def _sorted_by_row(
+        self,
+        conn: Connection,
+        r: FromClause,
+        where: Sequence[ColumnElement[bool]],
+        specs: Sequence[_SortSpec],
+        key: int,
+        column: str,
+        cursor: Cursor | None,
+        count: int,
+        preds: Sequence[Predicate],
+    ) -> tuple[list[Any], bool, bool]:
+        if cursor is not None and cursor.values[0] is None:
+            return [], False, False  # past the valued rows: there are no others
+        s = self._sort_row(key, preds, column)
+        columns = [*(r.c[name] for name in _RESOURCE_COLUMNS), r.c.custodian]
+        rest = [spec.expr.label(f"k{i}") for i, spec in enumerate(specs) if i > 0]
+        valued = (
+            select(*columns, s.c[column].label("k0"), *rest)
+            .select_from(r.join(s, s.c.res_pk == r.c.pk))
+            .where(*where)
+        )
+        return self._page(conn, valued, specs, cursor, count, first_nullable=False)
 
     def _page(
         self,
@@ -1271,6 +1352,17 @@ class Planner:
 class _Context:
     now_us: int
     visibility: Visibility
+
+
+def _merges(clause: Clause) -> bool:
+    """A plain date clause on a single-valued parameter: AND-ed ones hold on one row."""
+    return (
+        isinstance(clause, ParamClause)
+        and clause.param.type is ParamType.DATE
+        and clause.param.single
+        and clause.param.column is None
+        and clause.modifier is None
+    )
 
 
 def _absent(
