@@ -113,6 +113,7 @@ _HELD = R.alias("c_held")
 Cols = Callable[[str], KeyedColumnElement[Any]]
 _TOP = "\U0010ffff"  # above every character: "p" <= x < "p" + _TOP is "x starts with p"
 _MAX_INCLUDE_ROUNDS = 8
+_MAX_LINKS = 10  # chains and _has nest at most 8 links (hie.search.params)
 _KINDS = {
     ParamType.TOKEN: "token",
     ParamType.STRING: "string",
@@ -193,6 +194,28 @@ class Planner:
             f" AND r.type = {mark} AND r.deleted = {mark}"
             f" GROUP BY r.pk ORDER BY r.pk LIMIT {mark}"
         )
+        self._aliases: dict[tuple[str, int], tuple[FromClause, FromClause]] = {
+            (kind, depth): (
+                reference_table.alias(f"{kind}_ref{depth}"),
+                R.alias(f"{kind}_res{depth}"),
+            )
+            for kind in ("chain", "has")
+            for depth in range(_MAX_LINKS)
+        }
+        for ref, res in self._aliases.values():
+            _ = ref.c, res.c  # set the columns up now, not in the first request
+
+    def _links(self, depth: int, kind: str) -> tuple[FromClause, FromClause]:
+        """The (reference rows, resource) aliases of a chain or ``_has`` link at ``depth``.
+
+        Made once per depth: setting up an alias's columns costs ~0.3 ms, and a chain
+        over Observation.subject has four target types. Sibling sub-selects may share
+        an alias (each is its own scope); nested ones may not, hence one per depth.
+        """
+        made = self._aliases.get((kind, depth))
+        if made is not None:
+            return made
+        return reference_table.alias(), R.alias()
 
     # -- values ------------------------------------------------------------------------
 
@@ -528,9 +551,8 @@ class Planner:
     def _chain(self, r: FromClause, c: ChainClause, ctx: _Context) -> ColumnElement[bool]:
         key = param_key(c.param.resource_type, c.param.code)
         conds = []
+        ref, t = self._links(ctx.depth, "chain")
         for ttype, inner in c.targets:
-            ref = reference_table.alias()
-            t = R.alias()
             sub = (
                 select(ref.c.res_pk)
                 .select_from(
@@ -542,7 +564,7 @@ class Planner:
                     ref.c.target_id.is_not(None),  # the partial index's condition
                     t.c.deleted.is_(False),
                     self.visible(t, [ttype], ctx.visibility),
-                    self.condition(t, inner, ttype, ctx),
+                    self.condition(t, inner, ttype, ctx.deeper()),
                 )
             )
             conds.append(sub)
@@ -553,8 +575,7 @@ class Planner:
         return r.c.pk.in_(union_all(*conds))
 
     def _has(self, r: FromClause, c: HasClause, rtype: str, ctx: _Context) -> ColumnElement[bool]:
-        ref = reference_table.alias()
-        s = R.alias()
+        ref, s = self._links(ctx.depth, "has")
         sub = (
             select(ref.c.target_id)
             .select_from(ref.join(s, s.c.pk == ref.c.res_pk))
@@ -564,7 +585,7 @@ class Planner:
                 ref.c.target_id.is_not(None),
                 s.c.deleted.is_(False),
                 self.visible(s, [c.source_type], ctx.visibility),
-                self.condition(s, c.inner, c.source_type, ctx),
+                self.condition(s, c.inner, c.source_type, ctx.deeper()),
             )
         )
         return r.c.id.in_(sub)
@@ -1352,6 +1373,10 @@ class Planner:
 class _Context:
     now_us: int
     visibility: Visibility
+    depth: int = 0  # how many chain and _has links enclose the clause
+
+    def deeper(self) -> _Context:
+        return _Context(self.now_us, self.visibility, self.depth + 1)
 
 
 def _merges(clause: Clause) -> bool:
