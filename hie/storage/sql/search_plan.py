@@ -202,7 +202,9 @@ class Planner:
             for kind in ("chain", "has")
             for depth in range(_MAX_LINKS)
         }
-        for ref, res in self._aliases.values():
+        # The resource row of a search, an include and a revinclude.
+        self._r, self._t, self._s = R.alias("r"), R.alias("t"), R.alias("s")
+        for ref, res in [*self._aliases.values(), (self._r, self._t), (self._s, self._s)]:
             _ = ref.c, res.c  # set the columns up now, not in the first request
 
     def _links(self, depth: int, kind: str) -> tuple[FromClause, FromClause]:
@@ -936,7 +938,7 @@ class Planner:
         rtype = query.resource_type
         now = request.now or datetime.now(UTC)
         ctx = _Context(from_datetime(now), request.visibility)
-        r = R.alias("r")
+        r = self._r
         where: list[ColumnElement[bool]] = [
             r.c.type == rtype,
             r.c.deleted.is_(False),
@@ -1226,7 +1228,7 @@ class Planner:
         if not pks:
             return []
         ref = reference_table
-        t = R.alias("t")
+        t = self._t
         where = [ref.c.res_pk.in_(pks), t.c.deleted.is_(False), self.visible(t, None, visibility)]
         if inc.param is not None:
             where.append(ref.c.param == param_key(inc.source_type, inc.param.code))
@@ -1258,7 +1260,7 @@ class Planner:
         if not by_type:
             return []
         ref = reference_table
-        s = R.alias("s")
+        s = self._s
         where = [
             or_(
                 *(
@@ -1319,7 +1321,7 @@ class Planner:
                 lookup = select(R.c.pk).where(R.c.type == rtype, R.c.id.in_(part))
                 found |= {int(pk) for (pk,) in conn.execute(lookup)}
         candidates = sorted(found)
-        r = R.alias("r")
+        r = self._r
         where: list[ColumnElement[bool]] = [
             r.c.deleted.is_(False),
             self.visible(r, None, request.visibility),
