@@ -148,3 +148,21 @@ def test_readme_walkthrough_runs(server: RunningServer, capsys: pytest.CaptureFi
     assert r.status_code == 200, r.text
     entries = r.json()["entry"]
     assert [e["response"]["status"] for e in entries] == ["201 Created", "201 Created"]
+
+
+def test_worker_app_leaves_its_startup_objects_out_of_collections(
+    tmp_path: Path,
+) -> None:
+    """A full collection over the app's long-lived objects stalls a request for 0.1-1 s."""
+    import subprocess
+    import sys
+
+    env = server_env(f"sqlite:///{tmp_path}/hie.db", tmp_path / "var")
+    script = "import gc\nfrom hie.app import wsgi_app\nwsgi_app()\nprint(gc.get_freeze_count())\n"
+    subprocess.run(
+        [sys.executable, "-m", "hie", "db", "upgrade"], env=env, check=True, capture_output=True
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True
+    )
+    assert int(out.stdout.split()[-1]) > 100_000

@@ -13,6 +13,7 @@ from tests.hie.search.conformance.oracle import (
     Corpus,
     Resource,
     codings,
+    date_matches,
     date_range,
     effective,
     has_code,
@@ -93,7 +94,45 @@ SORTS: list[tuple[str, Callable[[Corpus], list[str]]]] = [
     ),
     ("Patient?_sort=name", lambda c: ordered(c.of("Patient"), _min_name)),
     ("Patient?_sort=_lastUpdated", lambda c: [r["id"] for r in c.of("Patient")]),
+    # Date clauses on the sort parameter itself (read from the row that sorts).
+    (
+        "Observation?code=8867-4&date=ge2023&date=lt2025&_sort=-date",
+        lambda c: ordered(dated(heart(c), "2023", "2025"), obs_high, descending=True),
+    ),
+    (
+        "Observation?code=8867-4&date=ge2015&date=lt2020&_sort=date",
+        lambda c: ordered(dated(heart(c), "2015", "2020"), obs_low),
+    ),
+    (
+        "Observation?date=ge2024-01&date=lt2024-06&_sort=-date",
+        lambda c: ordered(
+            dated(c.of("Observation"), "2024-01", "2024-06"), obs_high, descending=True
+        ),
+    ),
+    (
+        "Observation?date=2024-01,2024-05&_sort=-date",
+        lambda c: ordered(
+            [
+                r
+                for r in c.of("Observation")
+                if any(
+                    date_matches(t, "eq", m) for t in effective(r) for m in ("2024-01", "2024-05")
+                )
+            ],
+            obs_high,
+            descending=True,
+        ),
+    ),
 ]
+
+
+def dated(rs: list[Resource], start: str, end: str) -> list[Resource]:
+    """``date=ge{start}&date=lt{end}``."""
+    return [
+        r
+        for r in rs
+        if any(date_matches(t, "ge", start) and date_matches(t, "lt", end) for t in effective(r))
+    ]
 
 
 def _min_name(r: Resource) -> str | None:
@@ -134,6 +173,8 @@ def test_sort(
     "query",
     [
         "Observation?code=8867-4&_sort=-date&_count=7",
+        "Observation?code=8867-4&date=ge2010&date=lt2025&_sort=-date&_count=4",
+        "Observation?date=ge2024-01&date=lt2024-06&_sort=date&_count=3",
         "Observation?code=8867-4&_sort=status,date&_count=5",
         "Patient?_sort=family&_count=3",
         "Encounter?_count=13",
