@@ -345,6 +345,7 @@ class IdentityLink:
     merged_from: str | None = None
     updated: datetime | None = None
     keys: tuple[str, ...] = ()
+    rid_valid: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +373,14 @@ class IdentityTables(Protocol):
         returns whether it was written."""
 
     def remove(self, source_id: str) -> None: ...
+
+    def add_new(self, links: Sequence[IdentityLink]) -> None:
+        """Insert links (and their blocking keys) of source records not yet in the index,
+        many at once (bulk enrolment)."""
+
+    def key_holders(self, keys: Sequence[str]) -> list[tuple[str, IdentityLink]]:
+        """(key, link without its sealed record) for every source record holding one of
+        ``keys``: what bulk enrolment decides on without opening records."""
 
     def members(self, enterprise_ids: Sequence[str]) -> list[IdentityLink]: ...
 
@@ -476,5 +485,10 @@ class Store(Protocol):
         A single-row read is consistent on its own; skipping the transaction keeps the
         hottest path of the exchange (instance read) to one statement.
         """
+
+    def enterprise_link(self, source_id: str) -> tuple[str, StoredResource | None] | None:
+        """The enterprise id a source Patient is linked to in the master patient index,
+        with that enterprise Patient's current version, in one read outside any unit of
+        work (card readers' hot path); None if the source is not linked."""
 
     def close(self) -> None: ...

@@ -444,6 +444,11 @@ class SqlStore:
         mark = "?" if self._sqlite else "%s"
         columns = "r.type, r.id, {v}.version, {v}.last_updated_us, {v}.deleted, {v}.content, {v}.custodian"
         self._sql_current = f"SELECT {columns.format(v='r')} FROM resource r WHERE r.type = {mark} AND r.id = {mark}"
+        self._sql_enterprise = (
+            f"SELECT l.enterprise_id, {columns.format(v='r')} FROM mpi_link l "
+            f"LEFT JOIN resource r ON r.type = 'Patient' AND r.id = l.enterprise_id "
+            f"WHERE l.source_id = {mark}"
+        )
         self._sql_version = (
             f"SELECT {columns.format(v='v')} FROM resource r JOIN resource_version v "
             f"ON v.res_pk = r.pk WHERE r.type = {mark} AND r.id = {mark} AND v.version = {mark}"
@@ -478,6 +483,25 @@ class SqlStore:
         return StoredResource(
             row[0], row[1], row[2], from_us(row[3]), bool(row[4]), bytes(row[5]), row[6]
         )
+
+    def enterprise_link(self, source_id: str) -> tuple[str, StoredResource | None] | None:
+        # One statement, straight to the driver: the link and its enterprise Patient.
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(self._sql_enterprise, (source_id,))
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            raw.close()
+        if row is None:
+            return None
+        if row[1] is None:
+            return row[0], None
+        stored = StoredResource(
+            row[1], row[2], row[3], from_us(row[4]), bool(row[5]), bytes(row[6]), row[7]
+        )
+        return row[0], stored
 
     def close(self) -> None:
         self.engine.dispose()
