@@ -319,7 +319,8 @@ class MasterPatientIndex:
             )
             return self._move(uow, writes, current, link)
         decision = self.matcher.decide(record, self._clusters(tables, record, exclude=id_))
-        self._supersede_reviews(tables, id_)
+        if current is not None:  # a source never linked has no reviews
+            self._supersede_reviews(tables, id_)
         if decision.outcome is Outcome.NO_MATCH or decision.enterprise_id is None:
             enterprise = None
             if current is not None:
@@ -359,9 +360,8 @@ class MasterPatientIndex:
         self, tables: IdentityTables, record: PersonRecord, *, exclude: str | None
     ) -> dict[str, list[PersonRecord]]:
         keys = self.matcher.blocking_keys(record)
-        enterprise_ids = tables.candidates(keys, self._max)
         clusters: dict[str, list[PersonRecord]] = {}
-        for member in tables.members(enterprise_ids):
+        for member in tables.candidate_members(keys, self._max):
             if member.source_id != exclude:
                 clusters.setdefault(member.enterprise_id, []).append(self.open_record(member))
         return clusters
@@ -373,7 +373,10 @@ class MasterPatientIndex:
     def _move(
         self, uow: UnitOfWork, writes: Writes, current: IdentityLink | None, link: IdentityLink
     ) -> str:
-        uow.identity.put(link)
+        if current is None:
+            uow.identity.add_new([link])  # a first link: no old blocking keys to compare
+        else:
+            uow.identity.put(link)
         self.refresh(uow, writes, link.enterprise_id)
         if current is not None and current.enterprise_id != link.enterprise_id:
             self.refresh(uow, writes, current.enterprise_id)

@@ -95,6 +95,9 @@ class MemoryIdentityTables:
         found = {x.enterprise_id for x in self._s.links.values() if wanted & set(x.keys)}
         return sorted(found)[:limit]
 
+    def candidate_members(self, keys: Sequence[str], limit: int) -> list[IdentityLink]:
+        return self.members(self.candidates(keys, limit))
+
     def by_resident_index(self, values: Sequence[str]) -> list[IdentityLink]:
         return [x for x in self._s.links.values() if x.rid_index in values]
 

@@ -387,6 +387,9 @@ class IdentityTables(Protocol):
     def candidates(self, keys: Sequence[str], limit: int) -> list[str]:
         """Enterprise ids of records sharing any blocking key (at most ``limit``)."""
 
+    def candidate_members(self, keys: Sequence[str], limit: int) -> list[IdentityLink]:
+        """``members(candidates(keys, limit))`` in one read."""
+
     def by_resident_index(self, values: Sequence[str]) -> list[IdentityLink]: ...
 
     def by_card(self, card_no: str) -> list[IdentityLink]: ...

@@ -52,9 +52,7 @@ def _csv(tmp_path: Path, rows: list[str]) -> Path:
 
 
 def _services(db_url: str, tmp_path: Path) -> Services:
-    return build_services(
-        Settings().replace(database__url=db_url, data__dir=str(tmp_path / "var"))
-    )
+    return build_services(Settings().replace(database__url=db_url, data__dir=str(tmp_path / "var")))
 
 
 def _enterprise(services: Services, system: str, value: str) -> str | None:
@@ -68,8 +66,14 @@ def _identify(services: Services, card_no: str) -> dict[str, Any]:
     token = services.issuer.issue(
         subject="r", scope="card.identify", ttl=60, organization="Organization/x"
     )
-    res = create_app(services=services).test_client().post(
-        "/card/v1/identify", json={"card_no": card_no}, headers={"Authorization": f"Bearer {token}"}
+    res = (
+        create_app(services=services)
+        .test_client()
+        .post(
+            "/card/v1/identify",
+            json={"card_no": card_no},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     )
     assert res.status_code == 200, res.get_json()
     out: dict[str, Any] = res.get_json()
@@ -113,9 +117,11 @@ def test_import_enrolls_every_holder_at_once(db_url: str, tmp_path: Path) -> Non
         assert _enterprise(services, CARD_SYSTEM, card_number.make(1)) is None
         patients = _patients(services)
         golden = [p for p in patients if any(t["code"] == "enterprise" for t in p["meta"]["tag"])]
-        assert len(golden) == 4 and len(patients) == 8
+        assert len(golden) == 4
+        assert len(patients) == 8
         first = next(p for p in golden if f"Patient/{p['id']}" == enterprises[102])
-        assert first["name"][0]["text"] == "张伟" and first["birthDate"] == "1980-01-01"
+        assert first["name"][0]["text"] == "张伟"
+        assert first["birthDate"] == "1980-01-01"
         assert [x["type"] for x in first["link"]] == ["seealso"]
         # identify answers the enrolled enterprise Patient and writes nothing new
         assert _identify(services, card_number.make(4))["patient"] == enterprises[103]
@@ -128,9 +134,7 @@ def test_import_enrolls_every_holder_at_once(db_url: str, tmp_path: Path) -> Non
 
 
 def test_enroll_later_joins_existing_records_and_first_use(db_url: str, tmp_path: Path) -> None:
-    data = _csv(
-        tmp_path, [_row(1, 201), _row(2, 202, name="李娜"), _row(3, 203), _row(4, 204)]
-    )
+    data = _csv(tmp_path, [_row(1, 201), _row(2, 202, name="李娜"), _row(3, 203), _row(4, 204)])
     env = _env(db_url, tmp_path)
     result = CliRunner().invoke(main, ["card", "import", str(data)], env=env)
     assert result.exit_code == 0, result.output

@@ -301,6 +301,24 @@ class SqlIdentityTables:
         )
         return [r[0] for r in rows]
 
+    def candidate_members(self, keys: Sequence[str], limit: int) -> list[IdentityLink]:
+        if not keys:
+            return []
+        found = (
+            select(LINK.c.enterprise_id)
+            .join(BLOCK, BLOCK.c.source_id == LINK.c.source_id)
+            .where(BLOCK.c.key.in_(list(keys)))
+            .distinct()
+            .limit(limit)
+            .subquery()
+        )
+        rows = self._conn.execute(
+            select(*_LINK_COLS)
+            .where(LINK.c.enterprise_id.in_(select(found.c.enterprise_id)))
+            .order_by(LINK.c.source_id)
+        )
+        return [_link(r) for r in rows]
+
     def by_resident_index(self, values: Sequence[str]) -> list[IdentityLink]:
         if not values:
             return []

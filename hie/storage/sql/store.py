@@ -485,15 +485,11 @@ class SqlStore:
         )
 
     def enterprise_link(self, source_id: str) -> tuple[str, StoredResource | None] | None:
-        # One statement, straight to the driver: the link and its enterprise Patient.
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute(self._sql_enterprise, (source_id,))
-            row = cursor.fetchone()
-            cursor.close()
-        finally:
-            raw.close()
+        # One statement and, without a transaction to open and end, one round trip.
+        with self.engine.connect() as conn:
+            if not self._sqlite:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            row = conn.exec_driver_sql(self._sql_enterprise, (source_id,)).first()
         if row is None:
             return None
         if row[1] is None:
