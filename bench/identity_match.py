@@ -189,6 +189,13 @@ def main() -> None:
         print(json.dumps(measure(bodies, args.hospital)))
         return
     print(f"machine: {machine()}")
+    # After a bulk load, as autovacuum would (stale statistics plan blocking queries badly).
+    engine = build_engine(DB_URL)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE mpi_block")
+        conn.exec_driver_sql("ANALYZE mpi_link")
+        conn.commit()
+    engine.dispose()
     print(f"population: {population()}")
     trees = ["this tree"] + (["baseline"] if args.baseline else [])
     known = enrolled_people(args.probes // 2 * args.rounds * len(trees), args.seed)

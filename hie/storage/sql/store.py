@@ -346,8 +346,12 @@ class SqlUnitOfWork:
             cursor.close()
 
     def _delete_index(self, res_pk: int) -> None:
-        for statement in _DELETES:
-            self._conn.execute(statement, {"w_pk": res_pk})
+        if self._sqlite:
+            for statement in _DELETES:
+                self._conn.execute(statement, {"w_pk": res_pk})
+            return
+        # One round trip for every index table, not one each (each update of a resource).
+        self._conn.exec_driver_sql(_PG_DELETE_INDEX, {"w_pk": res_pk})
 
     def append_audit(self, records: Sequence[AuditRecord]) -> None:
         if self._audit_log is None:
@@ -420,6 +424,14 @@ _PG_COPIES = {
     t.name: f"COPY {t.name} ({', '.join(table_columns(t))}) FROM STDIN" for t in ALL_TABLES
 }
 _DELETES = [delete(table).where(table.c.res_pk == bindparam("w_pk")) for table in ALL_TABLES]
+# Data-modifying CTEs all run to completion, whether or not the query reads them.
+_PG_DELETE_INDEX = (
+    "WITH "
+    + ", ".join(
+        f"d{n} AS (DELETE FROM {t.name} WHERE res_pk = %(w_pk)s)" for n, t in enumerate(ALL_TABLES)
+    )
+    + " SELECT 1"
+)
 
 
 class ChainAppender(Protocol):
