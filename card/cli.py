@@ -122,7 +122,7 @@ def enroll_cards(batch: int) -> None:
     console = Console(stderr=True)
     service = _service()
     with service.registry.transaction(write=False) as tx:
-        total = tx.count_people()
+        total = tx.count_unenrolled()
     try:
         with Progress(
             TextColumn("enrolling card holders"),

@@ -302,6 +302,10 @@ class Tx:
     def count_people(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(P)).scalar_one())
 
+    def count_unenrolled(self) -> int:
+        query = select(func.count()).select_from(P).where(P.c.patient.is_(None))
+        return int(self.conn.execute(query).scalar_one())
+
     # -- QR tokens --------------------------------------------------------------
 
     def use_qr(self, jti: str, card_no: str, used_us: int, expires_us: int) -> bool:
