@@ -110,7 +110,7 @@ def probes(known: list[int], tag: int) -> list[dict[str, Any]]:
     rng = random.Random(tag)
     out = [hospital_record(i, rng, f"h{tag}") for i in known]
     out += [
-        hospital_record(NEW_PEOPLE + tag % 100 * 10_000 + n, rng, f"h{tag}")
+        hospital_record(NEW_PEOPLE + tag % 5000 * 1_000 + n, rng, f"h{tag}")
         for n in range(len(known))
     ]
     rng.shuffle(out)
@@ -187,7 +187,7 @@ def population() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--probes", type=int, default=400, help="per tree and round")
+    parser.add_argument("--probes", type=int, default=400, help="per tree and round (<= 2000)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--baseline", help="a checkout of main, measured in the same run")
