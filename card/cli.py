@@ -39,14 +39,21 @@ def card() -> None:
     help="Where rejected rows go (default: FILE.rejected.csv).",
 )
 @click.option("--batch", default=2000, show_default=True, help="Rows per transaction.")
-def import_cards(path: Path, report: Path | None, batch: int) -> None:
+@click.option(
+    "--enroll/--no-enroll",
+    default=False,
+    show_default=True,
+    help="Also write each new holder's card-source and enterprise Patient (the master "
+    "patient index) as the cards load; without it, run 'hie card enroll' afterwards.",
+)
+def import_cards(path: Path, report: Path | None, batch: int, enroll: bool) -> None:
     """Import cards from a CSV file (idempotent; rejected rows go to a report file)."""
     console = Console(stderr=True)
     report_path = report or path.with_name(path.name + ".rejected.csv")
     with path.open(encoding="utf-8-sig", newline="") as handle:
         total = max(sum(1 for _ in handle) - 1, 0)
     service = _service()
-    importer = CardImporter(service)
+    importer = CardImporter(service, enroll=enroll)
     started = time.perf_counter()
     try:
         with (
@@ -74,6 +81,10 @@ def import_cards(path: Path, report: Path | None, batch: int) -> None:
         f"{result.read / elapsed if elapsed else 0:.0f} rows/s",
         soft_wrap=True,
     )
+    if enroll:
+        console.print(f"{result.enrolled} card holders enrolled in the master patient index")
+    else:
+        console.print("enrol the new card holders in the master patient index: hie card enroll")
     if result.rejected:
         raise SystemExit(1)
 
@@ -102,3 +113,28 @@ def rewrap_cards(batch: int) -> None:
     finally:
         click.get_current_context().obj.services.close()
     console.print(f"{changed} of {total} card holders re-encrypted")
+
+
+@card.command("enroll")
+@click.option("--batch", default=2000, show_default=True, help="People per transaction.")
+def enroll_cards(batch: int) -> None:
+    """Enrol card holders who have no Patient yet in the master patient index (resumable)."""
+    console = Console(stderr=True)
+    service = _service()
+    with service.registry.transaction(write=False) as tx:
+        total = tx.count_unenrolled()
+    try:
+        with Progress(
+            TextColumn("enrolling card holders"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("people", total=total or 1)
+            done = service.enroll_pending(
+                actor="hie-card-enroll", batch=batch, progress=lambda n: progress.advance(task, n)
+            )
+    finally:
+        click.get_current_context().obj.services.close()
+    console.print(f"{done} card holders enrolled")

@@ -8,9 +8,14 @@ Columns: card_no, resident_id, name, gender, birth_date, phone, address, status,
   ID, birth date and gender agreeing with it, the status, the issue time) and against
   the one-live-card rule, across the file and the database. Rejected rows go to a report
   CSV (line, card_no, reason); they never stop the import.
-* Fast path: one transaction per batch, a few set-based queries and multi-row inserts;
-  the card-source Patient of an imported card is written through the exchange on its
-  first use (identify, check-in, issue), not here.
+* Fast path: one transaction per batch, a few set-based queries and multi-row inserts.
+* Enrolment in the master patient index (each holder's card-source Patient and enterprise
+  Patient, through the exchange's bulk ``Exchange.enroll_patients``) is a second, slower
+  pass: two FHIR resources per holder cost about a hundred times a card row. With
+  ``enroll=True`` (``hie card import --enroll``) each batch's new holders are enrolled
+  right after its cards and any holder still without a Patient at the end of the run;
+  otherwise ``hie card enroll`` does it later (resumable, beside live readers: a card
+  used before its holder is enrolled gets its Patients at that first use).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class ImportReport:
     imported: int = 0
     skipped: int = 0  # already stored (a repeated run)
     rejected: int = 0
+    enrolled: int = 0  # card holders given their Patient and enterprise Patient
     rejects: list[tuple[int, str, str]] = field(default_factory=list)
 
 
@@ -106,9 +112,13 @@ def _issued(value: str) -> int:
 
 
 class CardImporter:
-    def __init__(self, service: CardService, *, actor: str = "hie-card-import") -> None:
+    def __init__(
+        self, service: CardService, *, actor: str = "hie-card-import", enroll: bool = False
+    ) -> None:
+        """``enroll``: enrol new holders in the master patient index as they load."""
         self._service = service
         self._actor = actor
+        self._enroll = enroll
         self.report = ImportReport()
 
     def _check(self, line: int, raw: dict[str, str], today: dt.date) -> _Row:
@@ -157,6 +167,8 @@ class CardImporter:
         self._write(pending)
         if progress is not None and self.report.read % batch:
             progress(self.report.read % batch)
+        if self._enroll:
+            self.report.enrolled += self._service.enroll_pending(actor=self._actor, batch=batch)
         return self.report
 
     def _write(self, rows: list[_Row]) -> None:
@@ -264,6 +276,9 @@ class CardImporter:
                     ],
                 )
         self.report.imported += len(accepted)
+        if self._enroll and new_people:
+            ids = [people[idx] for idx in new_people]
+            self.report.enrolled += svc.enroll(ids, actor=self._actor)
 
     def _person(self, row: _Row, now: int) -> dict[str, Any]:
         svc, h = self._service, row.holder

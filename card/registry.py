@@ -13,9 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, delete, func, insert, select, update
+from sqlalchemy import Engine, Table, any_, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import Integer, String
 
 from card import card_number
 from card.models import LIVE_STATUSES, Card, CardEvent, CardPerson, QrUse
@@ -28,6 +31,14 @@ Q = cast(Table, QrUse.__table__)
 # hie's engines begin a transaction flagged with this option as BEGIN IMMEDIATE on SQLite,
 # so concurrent writers queue instead of failing to upgrade a read lock.
 _WRITE_OPTION = "hie_write"
+
+
+def among(conn: Connection, column: Any, values: list[Any]) -> ColumnElement[bool]:
+    """``column IN values``: one array parameter on PostgreSQL (cheap to send and plan)."""
+    if conn.dialect.name == "postgresql":
+        item = Integer() if values and isinstance(values[0], int) else String()
+        return column == any_(bindparam(None, values, type_=ARRAY(item)))  # type: ignore[no-any-return]
+    return column.in_(values)  # type: ignore[no-any-return]
 
 
 class Conflict(Exception):
@@ -128,6 +139,57 @@ class Tx:
 
     def set_patient(self, person_id: int, patient: str) -> None:
         self.conn.execute(update(P).where(P.c.id == person_id).values(patient=patient))
+
+    def set_patients(self, pairs: Sequence[tuple[int, str]]) -> None:
+        """Bulk enrolment: each person's card-source Patient, where none is set yet."""
+        if pairs:
+            self.conn.execute(
+                update(P)
+                .where(P.c.id == bindparam("pid"), P.c.patient.is_(None))
+                .values(patient=bindparam("ref")),
+                [{"pid": pid, "ref": ref} for pid, ref in pairs],
+            )
+
+    def unenrolled(self, after: int, limit: int) -> list[int]:
+        """Ids of people without a card-source Patient yet (imported, not enrolled)."""
+        rows = self.conn.execute(
+            select(P.c.id)
+            .where(P.c.id > after, P.c.patient.is_(None))
+            .order_by(P.c.id)
+            .limit(limit)
+        )
+        return [int(r[0]) for r in rows]
+
+    def enrolment(self, person_ids: Sequence[int]) -> list[tuple[PersonRow, str]]:
+        """People without a card-source Patient, each with the card its Patient names: the
+        live card, else the latest."""
+        if not person_ids:
+            return []
+        people = {
+            int(r[0]): PersonRow(*r)
+            for r in self.conn.execute(
+                select(
+                    P.c.id,
+                    P.c.resident_id_enc,
+                    P.c.name,
+                    P.c.gender,
+                    P.c.birth_date,
+                    P.c.phone_enc,
+                    P.c.address,
+                    P.c.patient,
+                ).where(among(self.conn, P.c.id, list(person_ids)), P.c.patient.is_(None))
+            )
+        }
+        best: dict[int, tuple[bool, int, str]] = {}
+        for pid, card_no, status, issued in self.conn.execute(
+            select(C.c.person_id, C.c.card_no, C.c.status, C.c.issued_us).where(
+                among(self.conn, C.c.person_id, list(people))
+            )
+        ):
+            rank = (status in LIVE_STATUSES, int(issued), str(card_no))
+            if pid not in best or rank > best[pid]:
+                best[pid] = rank
+        return [(people[pid], best[pid][2]) for pid in sorted(people) if pid in best]
 
     # -- cards ----------------------------------------------------------------
 
@@ -239,6 +301,10 @@ class Tx:
 
     def count_people(self) -> int:
         return int(self.conn.execute(select(func.count()).select_from(P)).scalar_one())
+
+    def count_unenrolled(self) -> int:
+        query = select(func.count()).select_from(P).where(P.c.patient.is_(None))
+        return int(self.conn.execute(query).scalar_one())
 
     # -- QR tokens --------------------------------------------------------------
 

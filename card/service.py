@@ -9,7 +9,7 @@ audit seam. The resident ID number and phone leave this module only masked.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -169,6 +169,46 @@ class CardService:
         if person.address:
             body["address"] = [{"text": person.address}]
         return body
+
+    def enroll(self, person_ids: Sequence[int], *, actor: str) -> int:
+        """Give card holders who have none their card-source Patient and enterprise Patient
+        in one go (``hie card import``: every imported resident is in the master patient
+        index at once, not at the card's first use). Returns how many were enrolled."""
+        with self.registry.transaction(write=False) as tx:
+            people = tx.enrolment(person_ids)
+        if not people:
+            return 0
+        writer = self._registrar(RequestContext.system(actor=actor))
+        pairs = self.exchange.enroll_patients(
+            writer, [self._patient_body(person, card_no) for person, card_no in people]
+        )
+        with self.registry.transaction(write=True) as tx:
+            tx.set_patients(
+                [
+                    (person.id, source)
+                    for (person, _), (source, _) in zip(people, pairs, strict=True)
+                ]
+            )
+        return len(people)
+
+    def enroll_pending(
+        self,
+        *,
+        actor: str,
+        batch: int = 2000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """:meth:`enroll` every card holder still without a Patient (resumable)."""
+        done, after = 0, 0
+        while True:
+            with self.registry.transaction(write=False) as tx:
+                ids = tx.unenrolled(after, batch)
+            if not ids:
+                return done
+            done += self.enroll(ids, actor=actor)
+            after = ids[-1]
+            if progress is not None:
+                progress(len(ids))
 
     def _sync_patient(self, ctx: RequestContext, person: PersonRow, card_no: str) -> str:
         """Write (or update) the card-source Patient for the person's current card."""

@@ -17,7 +17,7 @@ from adapters.dicom.dicomweb import create_blueprint as create_dicomweb_blueprin
 from adapters.dicom.index import DuplicatePolicy, session_factory
 from adapters.dicom.service import DicomConfig, DicomService
 from card.assembly import build_card_service
-from card.rest import http_problem
+from card.rest import IdentifyPath, http_problem
 from card.rest import register as register_card_api
 from card.service import CardService
 from hie import __version__
@@ -38,7 +38,7 @@ from hie.fhir.types import SERVED_TYPES
 from hie.fhir.validation import load_validator
 from hie.identity_wiring import build_identity
 from hie.rest import http
-from hie.rest.auth import bearer_authenticator
+from hie.rest.auth import bearer_authenticator, bearer_context
 from hie.rest.fhir import create_fhir_blueprint
 from hie.rest.oauth import create_oauth_blueprint
 from hie.rest.reads import ReadPath
@@ -257,8 +257,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         url_prefix="/dicomweb",
     )
 
-    # Instance reads are answered before Flask routing (see hie.rest.reads).
-    app.wsgi_app = ReadPath(app.wsgi_app, services.exchange, services.verifier)  # type: ignore[method-assign]
+    # Instance reads and card identification are answered before Flask routing (see
+    # hie.rest.reads and card.rest.IdentifyPath).
+    app.wsgi_app = IdentifyPath(  # type: ignore[method-assign]
+        ReadPath(app.wsgi_app, services.exchange, services.verifier),
+        services.card,
+        lambda header, address: bearer_context(services.verifier, header, address),
+        max_body=settings.http.max_body_bytes,
+    )
 
     @app.get("/healthz")
     def healthz() -> Response:

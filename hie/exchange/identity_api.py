@@ -71,6 +71,12 @@ class IdentityOperations:
     def enterprise_of(self, ctx: RequestContext, patient_ref: str) -> str:
         self._may_resolve(ctx, Interaction.READ)
         pid = patient_id(patient_ref)
+        # A linked source whose enterprise Patient stands (was not merged away): one read.
+        found_link = self._store.enterprise_link(pid)
+        if found_link is not None:
+            enterprise, stored = found_link
+            if stored is not None and not stored.deleted and b"replaced-by" not in stored.content:
+                return f"Patient/{enterprise}"
         with self._store.unit_of_work(write=False) as uow:
             found = self.mpi.enterprise_of(uow, pid)
         if found is None:

@@ -72,8 +72,12 @@ class Writes:
     def __init__(
         self,
         update: Callable[[UnitOfWork, RequestContext, dict[str, Any], str], Any],
+        create: Callable[[UnitOfWork, RequestContext, dict[str, Any], str], Any] | None = None,
     ) -> None:
+        """``create`` writes a Patient known to be new (bulk enrolment); without it
+        ``update`` does."""
         self.update = update
+        self.create = create
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,14 +228,16 @@ class MasterPatientIndex:
 
     def link_for(self, record: PersonRecord, **fields: Any) -> IdentityLink:
         rid = record.resident_id
+        prepared = self.matcher.prepare(record)
         return IdentityLink(
             source_id=record.record_id,
             source=record.source,
             sealed=self._seal(record),
             rid_index=self._p.index("resident_id", rid) if rid else None,
+            rid_valid=prepared.resident_id_valid if rid else None,
             card_no=record.card_no,
             updated=self._clock(),
-            keys=tuple(self.matcher.blocking_keys(record)),
+            keys=tuple(self.matcher.blocking_keys(prepared)),
             **fields,
         )
 
@@ -313,7 +319,8 @@ class MasterPatientIndex:
             )
             return self._move(uow, writes, current, link)
         decision = self.matcher.decide(record, self._clusters(tables, record, exclude=id_))
-        self._supersede_reviews(tables, id_)
+        if current is not None:  # a source never linked has no reviews
+            self._supersede_reviews(tables, id_)
         if decision.outcome is Outcome.NO_MATCH or decision.enterprise_id is None:
             enterprise = None
             if current is not None:
@@ -353,9 +360,8 @@ class MasterPatientIndex:
         self, tables: IdentityTables, record: PersonRecord, *, exclude: str | None
     ) -> dict[str, list[PersonRecord]]:
         keys = self.matcher.blocking_keys(record)
-        enterprise_ids = tables.candidates(keys, self._max)
         clusters: dict[str, list[PersonRecord]] = {}
-        for member in tables.members(enterprise_ids):
+        for member in tables.candidate_members(keys, self._max):
             if member.source_id != exclude:
                 clusters.setdefault(member.enterprise_id, []).append(self.open_record(member))
         return clusters
@@ -367,7 +373,10 @@ class MasterPatientIndex:
     def _move(
         self, uow: UnitOfWork, writes: Writes, current: IdentityLink | None, link: IdentityLink
     ) -> str:
-        uow.identity.put(link)
+        if current is None:
+            uow.identity.add_new([link])  # a first link: no old blocking keys to compare
+        else:
+            uow.identity.put(link)
         self.refresh(uow, writes, link.enterprise_id)
         if current is not None and current.enterprise_id != link.enterprise_id:
             self.refresh(uow, writes, current.enterprise_id)
@@ -413,7 +422,12 @@ class MasterPatientIndex:
                 ]
             writes.update(uow, _SYSTEM, body, enterprise_id)
             return
-        records = [self.open_record(m) for m in members]
+        body = self._enterprise_body(enterprise_id, members, [self.open_record(m) for m in members])
+        writes.update(uow, _SYSTEM, body, enterprise_id)
+
+    def _enterprise_body(
+        self, enterprise_id: str, members: Sequence[IdentityLink], records: list[PersonRecord]
+    ) -> dict[str, Any]:
         golden = golden_record(enterprise_id, records)
         body = _golden_body(enterprise_id, golden)
         links: list[dict[str, Any]] = [
@@ -427,7 +441,103 @@ class MasterPatientIndex:
         for gone in sorted({m.merged_from for m in members if m.merged_from}):
             links.append({"other": {"reference": f"Patient/{gone}"}, "type": "replaces"})
         body["link"] = links
-        writes.update(uow, _SYSTEM, body, enterprise_id)
+        return body
+
+    # -- bulk enrolment ------------------------------------------------------------------
+
+    def enroll(
+        self,
+        uow: UnitOfWork,
+        ctx: RequestContext,
+        writes: Writes,
+        sources: Sequence[tuple[str, Mapping[str, Any]]],
+    ) -> list[str]:
+        """Match many new source Patients (just written, not yet indexed) in one go;
+        returns their enterprise ids, in order.
+
+        The same decisions as :meth:`index`, with one blocking query for the whole batch:
+        a record with a valid resident ID number whose every candidate cluster holds a
+        member with another valid number can only be NO_MATCH (``rules``: different valid
+        numbers are never linked), so it gets a new enterprise Patient without opening a
+        sealed record. Every other record (no valid number, a candidate that may match,
+        the rule relaxed to possible_match, or a number seen twice in the batch) goes
+        through :meth:`index` one by one, after the fast ones are stored.
+        """
+        tables = uow.identity
+        records = [
+            self.record_of(
+                id_,
+                body,
+                CARD_SOURCE if _is_card_record(ctx, body) else (ctx.organization or "fhir"),
+            )
+            for id_, body in sources
+        ]
+        prepared = [self.matcher.prepare(r) for r in records]
+        keys = [self.matcher.blocking_keys(p) for p in prepared]
+        uow.lock_all(
+            sorted(
+                {
+                    "mpi:" + k
+                    for ks in keys
+                    for k in ks
+                    if k.startswith(("resident_id=", "card_no="))
+                }
+            )
+        )
+        holders: dict[str, list[IdentityLink]] = {}
+        for key, link in tables.key_holders([k for ks in keys for k in ks]):
+            holders.setdefault(key, []).append(link)
+        strict = self.matcher.config.different_resident_id == "no_match"
+        fast: list[tuple[IdentityLink, PersonRecord]] = []
+        slow: list[int] = []
+        seen: set[str] = set()
+        for i, (record, p) in enumerate(zip(records, prepared, strict=True)):
+            rid = record.resident_id
+            rid_index = self._p.index("resident_id", rid) if rid else None
+            clusters: dict[str, list[IdentityLink]] = {}
+            for key in keys[i]:
+                for member in holders.get(key, ()):
+                    clusters.setdefault(member.enterprise_id, []).append(member)
+            go_slow = not strict or rid is None or rid_index is None or not p.resident_id_valid
+            if not go_slow and (rid_index in seen or clusters):
+                mine = set(self._p.lookup("resident_id", rid or ""))
+                go_slow = rid_index in seen or not all(
+                    any(m.rid_valid and m.rid_index not in mine for m in members)
+                    for members in clusters.values()
+                )
+            if rid_index is not None:
+                seen.add(rid_index)
+            if go_slow:
+                slow.append(i)
+                continue
+            link = IdentityLink(
+                source_id=record.record_id,
+                enterprise_id=self._new_id(),
+                source=record.source,
+                sealed=self._seal(record),
+                status="auto",
+                score=0.0,
+                reason="no-match",
+                rid_index=rid_index,
+                rid_valid=True,
+                card_no=record.card_no,
+                updated=self._clock(),
+                keys=tuple(keys[i]),
+            )
+            fast.append((link, record))
+        tables.add_new([link for link, _ in fast])
+        create = writes.create
+        for link, record in fast:
+            golden = self._enterprise_body(link.enterprise_id, [link], [record])
+            if create is not None:
+                create(uow, _SYSTEM, golden, link.enterprise_id)
+            else:
+                writes.update(uow, _SYSTEM, golden, link.enterprise_id)
+        enterprises = {link.source_id: link.enterprise_id for link, _ in fast}
+        for i in slow:
+            id_, source_body = sources[i]
+            enterprises[id_] = self.index(uow, ctx, writes, id_, source_body)
+        return [enterprises[id_] for id_, _ in sources]
 
     # -- lookups -----------------------------------------------------------------------
 

@@ -84,6 +84,7 @@ class _FailClosed:
     def __init__(self, store: Store) -> None:
         self._store = store
         self.lookup = store.lookup
+        self.enterprise_link = store.enterprise_link
         self.close = store.close
 
     @contextmanager
@@ -219,9 +220,16 @@ class Exchange:
                 guard=self._guard_write,
             )
         self._mpi = mpi
+        self._writes: Writes | None = None
         self.identity: IdentityOperations | None = None
         if mpi is not None and protection is not None:
-            writes = Writes(lambda uow, ctx, body, id_: self._writer.update(uow, ctx, body, id_))
+            writes = Writes(
+                lambda uow, ctx, body, id_: self._writer.update(uow, ctx, body, id_),
+                create=lambda uow, ctx, body, id_: self._writer.create(
+                    uow, ctx, body, id_=id_, method="PUT", observed=False
+                ),
+            )
+            self._writes = writes
             self._writer.observe(
                 lambda uow, ctx, t, id_, body: mpi.observe(uow, ctx, writes, t, id_, body)
             )
@@ -548,6 +556,34 @@ class Exchange:
                 stored=written.stored,
             )
         return self._revealed(ctx, WriteResult(written.stored, written.status))
+
+    @audits_failure("create")
+    def enroll_patients(
+        self, ctx: RequestContext, resources: Sequence[Any]
+    ) -> list[tuple[str, str]]:
+        """Bulk create of source Patients, each matched to an enterprise Patient by the
+        master patient index (``hie card import``): one unit of work and one blocking
+        query for the whole batch, the same decisions as one ``create`` at a time.
+
+        Returns ``(Patient/<source id>, Patient/<enterprise id>)`` in order; without the
+        index the source Patient stands for the person. Every create is audited.
+        """
+        bodies = [self.validated(r, "Patient") for r in resources]
+        self._authorize_write(ctx, Interaction.CREATE, "Patient")
+        for body in bodies:
+            body.pop("id", None)
+        with self._store.unit_of_work(write=True) as uow:
+            ids: list[str] = []
+            mpi, writes = self._mpi, self._writes
+            for body in bodies:
+                written = self._writer.create(uow, ctx, body, observed=writes is None)
+                ids.append(written.stored.id)
+            enterprises = ids
+            if mpi is not None and writes is not None:
+                enterprises = mpi.enroll(uow, ctx, writes, list(zip(ids, bodies, strict=True)))
+            for id_ in ids:
+                self.record(ctx, "create", resource_type="Patient", resource_id=id_, uow=uow)
+        return [(f"Patient/{s}", f"Patient/{e}") for s, e in zip(ids, enterprises, strict=True)]
 
     # Reads audit after their unit of work has ended: a request must not hold a pooled
     # connection while it waits for the audit writer, which needs one too.

@@ -131,6 +131,7 @@ class Writer:
         method: str,
         expected: int | None,
         custodian: str | None = None,
+        observed: bool = True,
     ) -> StoredResource:
         now = self.now()
         # The custodian is the organisation that wrote it; administration keeps the old one.
@@ -153,8 +154,9 @@ class Writer:
             uow.write(new)
         except VersionConflict as exc:
             raise PreconditionFailed(str(exc)) from exc
-        for observer in self._observers:
-            observer(uow, ctx, new.type, id_, resource)
+        if observed:
+            for observer in self._observers:
+                observer(uow, ctx, new.type, id_, resource)
         return StoredResource(
             type=new.type,
             id=id_,
@@ -173,10 +175,20 @@ class Writer:
         *,
         id_: str | None = None,
         method: str = "POST",
+        observed: bool = True,
     ) -> Written:
+        """``observed=False``: the observers are not told (the caller indexes the
+        resource itself, as bulk enrolment does for a whole batch)."""
         new_id = id_ or self._new_id()
         stored = self._store(
-            uow, ctx, resource, id_=new_id, version=1, method=method, expected=None
+            uow,
+            ctx,
+            resource,
+            id_=new_id,
+            version=1,
+            method=method,
+            expected=None,
+            observed=observed,
         )
         return Written(stored, 201)
 

@@ -71,6 +71,18 @@ class MemoryIdentityTables:
     def remove(self, source_id: str) -> None:
         self._s.links.pop(source_id, None)
 
+    def add_new(self, links: Sequence[IdentityLink]) -> None:
+        for link in links:
+            self._s.links[link.source_id] = link
+
+    def key_holders(self, keys: Sequence[str]) -> list[tuple[str, IdentityLink]]:
+        wanted = set(keys)
+        return [
+            (key, replace(x, sealed=""))
+            for x in self._s.links.values()
+            for key in sorted(wanted & set(x.keys))
+        ]
+
     def members(self, enterprise_ids: Sequence[str]) -> list[IdentityLink]:
         wanted = set(enterprise_ids)
         return sorted(
@@ -82,6 +94,9 @@ class MemoryIdentityTables:
         wanted = set(keys)
         found = {x.enterprise_id for x in self._s.links.values() if wanted & set(x.keys)}
         return sorted(found)[:limit]
+
+    def candidate_members(self, keys: Sequence[str], limit: int) -> list[IdentityLink]:
+        return self.members(self.candidates(keys, limit))
 
     def by_resident_index(self, values: Sequence[str]) -> list[IdentityLink]:
         return [x for x in self._s.links.values() if x.rid_index in values]
@@ -287,6 +302,12 @@ class MemoryStore:
     def lookup(self, type_: str, id_: str, version: int | None = None) -> StoredResource | None:
         uow = MemoryUnitOfWork(self._state, write=False)
         return uow.get(type_, id_) if version is None else uow.get_version(type_, id_, version)
+
+    def enterprise_link(self, source_id: str) -> tuple[str, StoredResource | None] | None:
+        link = self._state.links.get(source_id)
+        if link is None:
+            return None
+        return link.enterprise_id, self.lookup("Patient", link.enterprise_id)
 
     @property
     def audit(self) -> list[AuditRecord]:

@@ -348,6 +348,7 @@ class IdentityLink:
     merged_from: str | None = None
     updated: datetime | None = None
     keys: tuple[str, ...] = ()
+    rid_valid: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,10 +377,21 @@ class IdentityTables(Protocol):
 
     def remove(self, source_id: str) -> None: ...
 
+    def add_new(self, links: Sequence[IdentityLink]) -> None:
+        """Insert links (and their blocking keys) of source records not yet in the index,
+        many at once (bulk enrolment)."""
+
+    def key_holders(self, keys: Sequence[str]) -> list[tuple[str, IdentityLink]]:
+        """(key, link without its sealed record) for every source record holding one of
+        ``keys``: what bulk enrolment decides on without opening records."""
+
     def members(self, enterprise_ids: Sequence[str]) -> list[IdentityLink]: ...
 
     def candidates(self, keys: Sequence[str], limit: int) -> list[str]:
         """Enterprise ids of records sharing any blocking key (at most ``limit``)."""
+
+    def candidate_members(self, keys: Sequence[str], limit: int) -> list[IdentityLink]:
+        """``members(candidates(keys, limit))`` in one read."""
 
     def by_resident_index(self, values: Sequence[str]) -> list[IdentityLink]: ...
 
@@ -479,5 +491,10 @@ class Store(Protocol):
         A single-row read is consistent on its own; skipping the transaction keeps the
         hottest path of the exchange (instance read) to one statement.
         """
+
+    def enterprise_link(self, source_id: str) -> tuple[str, StoredResource | None] | None:
+        """The enterprise id a source Patient is linked to in the master patient index,
+        with that enterprise Patient's current version, in one read outside any unit of
+        work (card readers' hot path); None if the source is not linked."""
 
     def close(self) -> None: ...

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import io
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -222,3 +224,44 @@ def test_qr_lifetime_and_grant_period_come_from_settings(
         assert not exchange.active_grants([patient], ORG, clock.now + timedelta(minutes=120))
     finally:
         services.close()
+
+
+def test_identify_fast_path_answers_like_the_blueprint(card_api: CardApi) -> None:
+    """/identify is answered in front of Flask (card.rest.IdentifyPath); without a body
+    length it falls through to the blueprint: both give the same documents."""
+    no = card_api.issue(holder())["card_no"]
+    token = card_api.token("card.identify")
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    body = orjson.dumps({"card_no": no})
+
+    def both(data: bytes, headers: dict[str, str]) -> list[tuple[int, str, Any]]:
+        sized = card_api.client.post("/card/v1/identify", data=data, headers=headers)
+        chunked = card_api.client.post(
+            "/card/v1/identify",
+            input_stream=io.BytesIO(data),
+            headers={**headers, "Transfer-Encoding": "chunked"},
+        )
+        return [
+            (r.status_code, r.headers["Content-Type"], r.headers.get("WWW-Authenticate"))
+            for r in (sized, chunked)
+        ] + [(0, "", orjson.loads(r.data)) for r in (sized, chunked)]
+
+    ok = both(body, auth)
+    assert ok[0] == ok[1] == (200, "application/json", None)
+    assert ok[2] == ok[3]
+    assert ok[2][2]["card_no"] == no
+    unauthorized = both(body, {"Content-Type": "application/json"})
+    assert unauthorized[0] == unauthorized[1]
+    assert unauthorized[0][:2] == (401, "application/problem+json")
+    assert unauthorized[0][2] == 'Bearer realm="hie"'
+    assert unauthorized[2] == unauthorized[3]
+    assert unauthorized[2][2]["type"].endswith("/unauthorized")
+    assert unauthorized[2][2]["instance"] == "/card/v1/identify"
+    broken = both(b"{not json", auth)
+    assert broken[0] == broken[1]
+    assert broken[0][0] == 400
+    assert broken[2] == broken[3]
+    assert broken[2][2]["type"].endswith("/bad-request")
+    res = card_api.client.get("/card/v1/identify", headers=auth)
+    assert res.status_code == 405
+    assert problem_type(res) == "method-not-allowed"

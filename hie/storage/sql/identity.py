@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -45,6 +46,7 @@ LINK = Table(
     Column("score", Float, nullable=False, default=0.0),
     Column("reason", String(64), nullable=False, default=""),
     Column("rid_index", String(64), index=True),
+    Column("rid_valid", Boolean),
     Column("card_no", String(32), index=True),
     Column("merged_from", String(64), index=True),
     Column("updated_us", BigInteger, nullable=False),
@@ -97,6 +99,32 @@ _LINK_COLS = (
     LINK.c.card_no,
     LINK.c.merged_from,
     LINK.c.updated_us,
+    LINK.c.rid_valid,
+)
+
+
+_NEW_COLUMNS = (
+    "source_id",
+    "enterprise_id",
+    "source",
+    "status",
+    "score",
+    "reason",
+    "rid_index",
+    "rid_valid",
+    "card_no",
+    "merged_from",
+    "updated_us",
+    "sealed",
+)
+
+
+# Bulk enrolment asks for thousands of keys at once: one array parameter, not thousands.
+_PG_KEY_HOLDERS = (
+    "SELECT b.key, l.source_id, l.enterprise_id, l.source, l.status, l.score, l.reason, "
+    "l.rid_index, l.card_no, l.merged_from, l.updated_us, l.rid_valid "
+    "FROM unnest(%s::text[]) AS k(key) JOIN mpi_block b ON b.key = k.key "
+    "JOIN mpi_link l ON l.source_id = b.source_id"
 )
 
 
@@ -113,6 +141,7 @@ def _link(row: Sequence[Any]) -> IdentityLink:
         card_no=row[8],
         merged_from=row[9],
         updated=_when(row[10]),
+        rid_valid=row[11],
     )
 
 
@@ -163,6 +192,7 @@ class SqlIdentityTables:
             "card_no": link.card_no,
             "merged_from": link.merged_from,
             "updated_us": _us(link.updated),
+            "rid_valid": link.rid_valid,
         }
         where = LINK.c.source_id == link.source_id
         if expected_sealed is not None:
@@ -195,6 +225,60 @@ class SqlIdentityTables:
         self._conn.execute(delete(BLOCK).where(BLOCK.c.source_id == source_id))
         self._conn.execute(delete(LINK).where(LINK.c.source_id == source_id))
 
+    def add_new(self, links: Sequence[IdentityLink]) -> None:
+        if not links:
+            return
+        rows = [
+            (
+                x.source_id,
+                x.enterprise_id,
+                x.source,
+                x.status,
+                x.score,
+                x.reason,
+                x.rid_index,
+                x.rid_valid,
+                x.card_no,
+                x.merged_from,
+                _us(x.updated),
+                x.sealed,
+            )
+            for x in links
+        ]
+        blocks = [(k, x.source_id) for x in links for k in sorted(set(x.keys))]
+        if self._conn.dialect.name != "postgresql":
+            self._conn.execute(
+                insert(LINK), [dict(zip(_NEW_COLUMNS, r, strict=True)) for r in rows]
+            )
+            if blocks:
+                self._conn.execute(insert(BLOCK), [{"key": k, "source_id": s} for k, s in blocks])
+            return
+        # COPY: a batch of thousands in one round trip each, inside this transaction.
+        cursor = self._conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(f"COPY mpi_link ({', '.join(_NEW_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            with cursor.copy("COPY mpi_block (key, source_id) FROM STDIN") as copy:
+                for block in blocks:
+                    copy.write_row(block)
+        finally:
+            cursor.close()
+
+    def key_holders(self, keys: Sequence[str]) -> list[tuple[str, IdentityLink]]:
+        if not keys:
+            return []
+        wanted = sorted(set(keys))
+        if self._conn.dialect.name == "postgresql":
+            rows = self._conn.exec_driver_sql(_PG_KEY_HOLDERS, (wanted,))
+        else:
+            rows = self._conn.execute(
+                select(BLOCK.c.key, *(c for c in _LINK_COLS if c is not LINK.c.sealed))
+                .join(LINK, LINK.c.source_id == BLOCK.c.source_id)
+                .where(BLOCK.c.key.in_(wanted))
+            )
+        return [(r[0], _link((*r[1:4], "", *r[4:]))) for r in rows]
+
     def members(self, enterprise_ids: Sequence[str]) -> list[IdentityLink]:
         if not enterprise_ids:
             return []
@@ -216,6 +300,24 @@ class SqlIdentityTables:
             .limit(limit)
         )
         return [r[0] for r in rows]
+
+    def candidate_members(self, keys: Sequence[str], limit: int) -> list[IdentityLink]:
+        if not keys:
+            return []
+        found = (
+            select(LINK.c.enterprise_id)
+            .join(BLOCK, BLOCK.c.source_id == LINK.c.source_id)
+            .where(BLOCK.c.key.in_(list(keys)))
+            .distinct()
+            .limit(limit)
+            .subquery()
+        )
+        rows = self._conn.execute(
+            select(*_LINK_COLS)
+            .where(LINK.c.enterprise_id.in_(select(found.c.enterprise_id)))
+            .order_by(LINK.c.source_id)
+        )
+        return [_link(r) for r in rows]
 
     def by_resident_index(self, values: Sequence[str]) -> list[IdentityLink]:
         if not values:

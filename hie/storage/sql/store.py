@@ -363,8 +363,12 @@ class SqlUnitOfWork:
             cursor.close()
 
     def _delete_index(self, res_pk: int) -> None:
-        for statement in _DELETES:
-            self._conn.execute(statement, {"w_pk": res_pk})
+        if self._sqlite:
+            for statement in _DELETES:
+                self._conn.execute(statement, {"w_pk": res_pk})
+            return
+        # One round trip for every index table, not one each (each update of a resource).
+        self._conn.exec_driver_sql(_PG_DELETE_INDEX, {"w_pk": res_pk})
 
     def append_audit(self, records: Sequence[AuditRecord]) -> None:
         if self._audit_log is None:
@@ -437,6 +441,14 @@ _PG_COPIES = {
     t.name: f"COPY {t.name} ({', '.join(table_columns(t))}) FROM STDIN" for t in ALL_TABLES
 }
 _DELETES = [delete(table).where(table.c.res_pk == bindparam("w_pk")) for table in ALL_TABLES]
+# Data-modifying CTEs all run to completion, whether or not the query reads them.
+_PG_DELETE_INDEX = (
+    "WITH "
+    + ", ".join(
+        f"d{n} AS (DELETE FROM {t.name} WHERE res_pk = %(w_pk)s)" for n, t in enumerate(ALL_TABLES)
+    )
+    + " SELECT 1"
+)
 
 
 class ChainAppender(Protocol):
@@ -461,6 +473,11 @@ class SqlStore:
         mark = "?" if self._sqlite else "%s"
         columns = "r.type, r.id, {v}.version, {v}.last_updated_us, {v}.deleted, {v}.content, {v}.custodian"
         self._sql_current = f"SELECT {columns.format(v='r')} FROM resource r WHERE r.type = {mark} AND r.id = {mark}"
+        self._sql_enterprise = (
+            f"SELECT l.enterprise_id, {columns.format(v='r')} FROM mpi_link l "
+            f"LEFT JOIN resource r ON r.type = 'Patient' AND r.id = l.enterprise_id "
+            f"WHERE l.source_id = {mark}"
+        )
         self._sql_version = (
             f"SELECT {columns.format(v='v')} FROM resource r JOIN resource_version v "
             f"ON v.res_pk = r.pk WHERE r.type = {mark} AND r.id = {mark} AND v.version = {mark}"
@@ -495,6 +512,21 @@ class SqlStore:
         return StoredResource(
             row[0], row[1], row[2], from_us(row[3]), bool(row[4]), bytes(row[5]), row[6]
         )
+
+    def enterprise_link(self, source_id: str) -> tuple[str, StoredResource | None] | None:
+        # One statement and, without a transaction to open and end, one round trip.
+        with self.engine.connect() as conn:
+            if not self._sqlite:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            row = conn.exec_driver_sql(self._sql_enterprise, (source_id,)).first()
+        if row is None:
+            return None
+        if row[1] is None:
+            return row[0], None
+        stored = StoredResource(
+            row[1], row[2], row[3], from_us(row[4]), bool(row[5]), bytes(row[6]), row[7]
+        )
+        return row[0], stored
 
     def close(self) -> None:
         self.engine.dispose()

@@ -20,6 +20,7 @@ from hie.storage.ports import (
     AuditRecord,
     Cursor,
     HistoryQuery,
+    IdentityLink,
     NewVersion,
     SearchRequest,
     Store,
@@ -294,3 +295,67 @@ def test_consent_lookups_referring_and_token_values(store: Store) -> None:
         assert uow.referring("Consent", "patient", "Patient", ["p9"], "_consent-shape") == []
         values = uow.token_values("Consent", "_consent-shape")
         assert [(code, s.id) for code, s in values] == [("s1", "c1"), ("s2", "c3")]
+
+
+def _link(source: str, enterprise: str, keys: tuple[str, ...], **extra: object) -> IdentityLink:
+    return IdentityLink(
+        source_id=source,
+        enterprise_id=enterprise,
+        source="card",
+        sealed=f"sealed-{source}",
+        status="auto",
+        updated=T0,
+        keys=keys,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_identity_bulk_links_key_holders_and_candidate_members(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        uow.identity.add_new(
+            [
+                _link("s1", "e1", ("k1", "k2"), rid_index="r1", rid_valid=True),
+                _link("s2", "e1", ("k2",), rid_index=None),
+                _link("s3", "e2", ("k3",), rid_index="r3", rid_valid=False, card_no="C3"),
+            ]
+        )
+    with store.unit_of_work(write=False) as uow:
+        tables = uow.identity
+        assert tables.count() == 3
+        got = tables.get("s3")
+        assert got is not None
+        assert (got.sealed, got.rid_valid, got.card_no) == ("sealed-s3", False, "C3")
+        holders = sorted(
+            (k, x.source_id, x.enterprise_id, x.rid_index, x.rid_valid)
+            for k, x in tables.key_holders(["k2", "k3", "none"])
+        )
+        assert holders == [
+            ("k2", "s1", "e1", "r1", True),
+            ("k2", "s2", "e1", None, None),
+            ("k3", "s3", "e2", "r3", False),
+        ]
+        assert all(x.sealed == "" for _, x in tables.key_holders(["k1"]))
+        # candidates and their members in one read: every member of each enterprise
+        members = tables.candidate_members(["k1"], 10)
+        assert [m.source_id for m in members] == ["s1", "s2"]
+        assert members == tables.members(tables.candidates(["k1"], 10))
+        assert tables.candidate_members([], 10) == []
+    # a later put replaces keys as before (bulk links are ordinary links)
+    with store.unit_of_work(write=True) as uow:
+        uow.identity.put(_link("s2", "e2", ("k3",)))
+    with store.unit_of_work(write=False) as uow:
+        assert [m.source_id for m in uow.identity.candidate_members(["k2"], 10)] == ["s1"]
+
+
+def test_enterprise_link_reads_link_and_enterprise_patient(store: Store) -> None:
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Patient", "e1", 1))
+        uow.identity.add_new([_link("s1", "e1", ("k1",)), _link("s2", "e9", ("k1",))])
+    found = store.enterprise_link("s1")
+    assert found is not None
+    enterprise, stored = found
+    assert enterprise == "e1"
+    assert stored is not None
+    assert stored.content.endswith(b'"v":1}')
+    assert store.enterprise_link("s2") == ("e9", None)  # enterprise Patient not written
+    assert store.enterprise_link("nobody") is None
