@@ -66,14 +66,17 @@ def main() -> None:
         worker.config = worker_config
         profiler = cProfile.Profile()
         started = time.perf_counter()
+        cpu = time.process_time()
         if not args.no_profile:
             profiler.enable()
         done = worker.drain(timeout=600)
         profiler.disable()
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         counts = inbox.counts()
         print(f"{args.db}: {done} messages in {elapsed:.2f} s: {1000 * elapsed / done:.1f} ms "
-              f"per message ({'profiled' if not args.no_profile else 'not profiled'}); "
+              f"per message, {1000 * cpu / done:.1f} ms CPU in this process "
+              f"({'profiled' if not args.no_profile else 'not profiled'}); "
               f"inbox {counts}")  # fmt: skip
         if not args.no_profile:
             out = io.StringIO()
