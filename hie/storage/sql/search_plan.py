@@ -193,6 +193,14 @@ class Planner:
             f" AND r.type = {mark} AND r.deleted = {mark}"
             f" GROUP BY r.pk ORDER BY r.pk LIMIT {mark}"
         )
+        # The same for one exact uri (``Provenance?_source=<message>`` per HL7 message).
+        self._uri_probe_sql = (
+            "SELECT r.pk, r.type, r.id, r.version, r.last_updated_us, r.deleted, r.content,"
+            " r.custodian FROM idx_uri u JOIN resource r ON r.pk = u.res_pk"
+            f" WHERE u.param = {mark} AND u.uri = {mark}"
+            f" AND r.type = {mark} AND r.deleted = {mark}"
+            f" GROUP BY r.pk ORDER BY r.pk LIMIT {mark}"
+        )
 
     # -- values ------------------------------------------------------------------------
 
@@ -826,9 +834,10 @@ class Planner:
 
     # -- running ---------------------------------------------------------------------
 
-    def _token_probe(self, request: SearchRequest) -> tuple[int, str, str] | None:
-        """(param key, system, code) when the request is one plain ``system|code`` token
-        clause with nothing else to weigh (no sort, cursor, compartment, filter, total)."""
+    def _token_probe(self, request: SearchRequest) -> tuple[str, tuple[Any, ...]] | None:
+        """The probe statement and its leading arguments when the request is one plain
+        ``system|code`` token clause or one exact uri, with nothing else to weigh (no
+        sort, cursor, compartment, filter, total)."""
         query = request.query
         if (
             len(query.clauses) != 1
@@ -845,28 +854,30 @@ class Planner:
             not isinstance(clause, ParamClause)
             or clause.modifier is not None
             or clause.param.column is not None
-            or clause.param.type is not ParamType.TOKEN
             or len(clause.values) != 1
         ):
             return None
         value = clause.values[0]
+        key = param_key(clause.param.resource_type, clause.param.code)
+        if clause.param.type is ParamType.URI and isinstance(value, UriValue):
+            return self._uri_probe_sql, (key, value.uri)
         if (
-            not isinstance(value, TokenValue)
+            clause.param.type is not ParamType.TOKEN
+            or not isinstance(value, TokenValue)
             or not value.match_system
             or value.system is None
             or value.code is None
         ):
             return None
-        return param_key(clause.param.resource_type, clause.param.code), value.system, value.code
+        return self._probe_sql, (key, value.code, value.system)
 
     def _probe(
-        self, conn: Connection, request: SearchRequest, probe: tuple[int, str, str]
+        self, conn: Connection, request: SearchRequest, probe: tuple[str, tuple[Any, ...]]
     ) -> SearchPage:
-        key, system, code = probe
+        sql, args = probe
         query = request.query
         rows = conn.exec_driver_sql(
-            self._probe_sql,
-            (key, code, system, query.resource_type, False, request.count + 1),
+            sql, (*args, query.resource_type, False, request.count + 1)
         ).all()
         more = len(rows) > request.count
         rows = rows[: request.count]
