@@ -68,11 +68,13 @@ from hie.search.query import (
     TokenValue,
     UriValue,
 )
+from hie.search.rows import TokenRow, UriRow
 from hie.storage.ports import (
     Compartment,
     Criteria,
     Cursor,
     EverythingRequest,
+    NewVersion,
     PatientRegion,
     SearchPage,
     SearchRequest,
@@ -833,6 +835,45 @@ class Planner:
         return value
 
     # -- running ---------------------------------------------------------------------
+
+    def search_beside(
+        self,
+        conn: Connection,
+        request: SearchRequest,
+        pending: Callable[[str, TokenRow | UriRow], Sequence[NewVersion]],
+    ) -> SearchPage | None:
+        """A probe-able search answered from the database plus ``pending``, creates not yet
+        inserted, so a conditional write need not flush the ones before it; None when the
+        request is not a probe or the answer would not fit one page (flush and search).
+        ``pending(type, row)`` gives the pending creates of that type with that row."""
+        probe = self._token_probe(request)
+        query = request.query
+        if probe is None or query.includes or query.revincludes:
+            return None
+        clause = query.clauses[0]
+        assert isinstance(clause, ParamClause)
+        rtype = query.resource_type
+        if clause.param.resource_type != rtype:
+            return None
+        value = clause.values[0]
+        code = clause.param.code
+        wanted: TokenRow | UriRow
+        if isinstance(value, UriValue):
+            wanted = UriRow(code, value.uri)
+        else:
+            assert isinstance(value, TokenValue)
+            assert value.code is not None
+            wanted = TokenRow(code, value.system, value.code)
+        fresh = [
+            StoredResource(n.type, n.id, n.version, n.last_updated, False, n.content, n.custodian)
+            for n in pending(rtype, wanted)
+        ]
+        page = self._probe(conn, request, probe)
+        if page.next is not None or len(page.items) + len(fresh) > request.count:
+            return None
+        # The pending rows get larger keys than any stored one: pk order is kept.
+        items = page.items + fresh
+        return SearchPage(items, [], len(items), None, None)
 
     def _token_probe(self, request: SearchRequest) -> tuple[str, tuple[Any, ...]] | None:
         """The probe statement and its leading arguments when the request is one plain

@@ -110,9 +110,7 @@ def test_results_for_an_unchanged_patient_write_no_new_patient_version(
     intake = Intake(
         registry, AckBuilder(), IntakeConfig(False, SenderDefaults("", "UTF-8", "+08:00"))
     )
-    same_patient = [
-        oru(n, "MRN0042").replace(f"小{n}".encode(), "小明".encode()) for n in range(5)
-    ]
+    same_patient = [oru(n, "MRN0042").replace(f"小{n}".encode(), "小明".encode()) for n in range(5)]
     for raw in same_patient:
         intake.receive(raw, inbox, "test", "mllp")
     worker = Worker(
