@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite", choices=["sqlite", "postgresql"])
     parser.add_argument("--batch", type=int, default=0, help="messages per commit (0: default)")
     parser.add_argument("--top", type=int, default=45)
+    parser.add_argument("--sort", default="cumulative", help="pstats sort key (tottime...)")
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
     print(f"# machine: {machine()}")
@@ -82,7 +83,7 @@ def main() -> None:
         if not args.no_profile:
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out)
-            stats.sort_stats("cumulative").print_stats(args.top)
+            stats.sort_stats(args.sort).print_stats(args.top)
             print(out.getvalue())
         inbox.close()
         sys.stdout.flush()
