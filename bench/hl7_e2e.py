@@ -73,7 +73,10 @@ def oru(i: int, patients: int) -> bytes:
         f"OBR|1|P{i:09d}^LIS|F{i:09d}^LIS|CBC^血常规^L|||{when}|||||||||||||||{when}||HM|F",
     ]
     for n, (code, display, value, unit, ref) in enumerate(PANEL, start=1):
-        segments.append(f"OBX|{n}|NM|{code}^{display}^L||{value}|{unit}|{ref}|N|||F|||{when}")
+        # Results vary from message to message (+-5%), as a real feed's do.
+        decimals = len(value.partition(".")[2])
+        varied = f"{float(value) * (1 + ((i * 7 + n) % 11 - 5) / 100):.{decimals}f}"
+        segments.append(f"OBX|{n}|NM|{code}^{display}^L||{varied}|{unit}|{ref}|N|||F|||{when}")
     return "\r".join(segments).encode("utf-8") + b"\r"
 
 

@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-import orjson
-
 from adapters.hl7v2 import ack as acks
 from adapters.hl7v2.ack import AckBuilder, Problem
 from adapters.hl7v2.inbox import Inbox, InboxEntry
@@ -114,13 +112,8 @@ class Worker:
         if len(group) == 1:
             return {group[0].entry.id: self._apply(group[0])}
         try:
-            # The exchange rewrites references in the Bundles it is given; copies keep the
-            # originals clean for the one-by-one retry if the group rolls back.
             self.exchange.transactions(
-                [
-                    (self.context_for(m.sender, m.entry.id), orjson.loads(orjson.dumps(m.bundle)))
-                    for m in group
-                ]
+                [(self.context_for(m.sender, m.entry.id), m.bundle) for m in group]
             )
         except Exception as exc:
             log.info(
@@ -130,11 +123,17 @@ class Worker:
                 type(exc).__name__,
                 exc,
             )
-            return {m.entry.id: self._apply(m) for m in group}
+            # The exchange rewrote references in the Bundles it was given: map each
+            # message again (rare) rather than copy every Bundle up front.
+            out: dict[int, Result] = {}
+            for m in group:
+                again = self._map(m.entry)
+                out[m.entry.id] = again if isinstance(again, str) else self._apply(again)
+            return out
         finished = self.inbox.finish_many(
             self.name, [(m.entry.id, self._application_ack(m.message, "AA", ())) for m in group]
         )
-        out: dict[int, Result] = {}
+        out = {}
         for m, ok in zip(group, finished, strict=True):
             out[m.entry.id] = "mapped" if ok else "lost"
             self.processed += ok

@@ -49,6 +49,11 @@ _PHONE_SYSTEMS = ("phone", "sms")
 _PHONE_PARAMS = ("telecom", "phone")
 _RID_SHAPE = re.compile(r"\d{17}[\dX]|\d{15}")  # 18 or legacy 15 characters
 _CONTEXT = {"resident_id": b"resident_id", "phone": b"phone"}
+# How an element that ``_kind`` seals looks in compact JSON (quotes inside strings are
+# escaped, so a string value cannot fake one; a false alarm only costs the walk).
+_SEALED_SYSTEMS = tuple(
+    orjson.dumps({"system": s})[1:-1] for s in (RESIDENT_ID_SYSTEM, *_PHONE_SYSTEMS)
+)
 
 
 def _identity(value: str) -> str:
@@ -128,6 +133,13 @@ class Protection:
 
     def seal(self, resource: dict[str, Any]) -> dict[str, Any]:
         """A copy of the resource with every protected number sealed."""
+        try:
+            text = orjson.dumps(resource)
+        except orjson.JSONEncodeError:
+            text = _SEALED_SYSTEMS[0]  # not plain JSON: walk it
+        if not any(marker in text for marker in _SEALED_SYSTEMS):
+            # No element names a protected system (most resources): nothing to walk.
+            return dict(resource)
         self._fresh()
         out = _walk(resource, self._seal_element)
         assert isinstance(out, dict)

@@ -67,13 +67,20 @@ def dumps(value: Any) -> bytes:
 
 
 def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Equal apart from the server-managed meta.versionId and meta.lastUpdated."""
+    """Equal apart from meta.versionId, meta.lastUpdated and meta.source.
+
+    An update equal in this sense is a no-op (as in HAPI FHIR): the current version and
+    its meta.source stay. meta.source names the system or message a version came from;
+    a feed that re-sends the same content from a new message (every HL7 v2 message has
+    its own) must not churn history, and its Provenance records the message anyway.
+    """
 
     def strip(resource: Mapping[str, Any]) -> dict[str, Any]:
         out = dict(resource)
         meta = dict(out.get("meta") or {})
         meta.pop("versionId", None)
         meta.pop("lastUpdated", None)
+        meta.pop("source", None)
         if meta:
             out["meta"] = meta
         else:

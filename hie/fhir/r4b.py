@@ -87,6 +87,17 @@ def _model_of(item: Any) -> Model | None:
     return None if get is None else typing.cast(Model, get())
 
 
+def complex_fields(model: Model) -> dict[str, tuple[Model, bool]]:
+    """A model's complex-typed fields by JSON name: (the element's model, is a list)."""
+    out: dict[str, tuple[Model, bool]] = {}
+    for name, field in model.model_fields.items():
+        array, item = _unwrap(field.annotation)
+        element = _model_of(item)
+        if element is not None:
+            out[field.alias or name] = (element, array)
+    return out
+
+
 def _reachable(defs: R4Definitions, roots: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     todo = list(roots)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 import pydantic
 
 from hie.errors import InvalidResource, Issue
@@ -59,6 +60,11 @@ _STRUCTURE_ERRORS = frozenset({"too_short", "too_long"})
 _MAX_SHOWN_INPUT = 80
 
 _Validates = pydantic.TypeAdapter[Any] | type[Any]
+_MAX_REMEMBERED = 20_000  # valid element values kept (a few MB)
+
+
+class _NotPlain(Exception):
+    """A value the element-by-element check does not judge (left to the full one)."""
 
 
 def _is_choice_error(error: Mapping[str, Any]) -> bool:
@@ -86,12 +92,20 @@ class Validator:
         definitions: R4Definitions,
         value_sets: ValueSets,
         differences: r4b.R4BDifferences,
+        *,
+        by_parts: bool = True,
     ) -> None:
+        """``by_parts``: remember valid element values (see ``_valid_by_parts``);
+        False validates every resource whole (the reference the tests compare with)."""
+        self._by_parts = by_parts
         self._structure = StructureChecker(
             definitions, value_sets, differences.gaps, differences.r4b_only
         )
         self._models: dict[str, r4b.Model | None] = {}
         self._adapters: dict[str, pydantic.TypeAdapter[Any] | None] = {}
+        self._fields: dict[r4b.Model, dict[str, tuple[r4b.Model, bool]]] = {}
+        # Valid top-level element values already validated, by (model, canonical JSON).
+        self._valid: dict[tuple[r4b.Model, bytes], Any] = {}
 
     def validate(self, resource: Mapping[str, Any]) -> list[Issue]:
         """All issues of ``resource``; an empty list means it is valid R4."""
@@ -135,6 +149,8 @@ class Validator:
         root = self._structure.struct(rtype)
         if model is None or root is None:
             return []
+        if self._by_parts and not walker_failed and self._valid_by_parts(model, resource):
+            return []
         try:
             model.model_validate(resource)
         except pydantic.ValidationError as error:
@@ -146,6 +162,49 @@ class Validator:
                 return []  # the walker has already said what is wrong
             return [Issue("error", "invalid", f"The resource cannot be validated: {error!r}")]
         return []
+
+    def _valid_by_parts(self, model: r4b.Model, resource: dict[str, Any]) -> bool:
+        """True when the model accepts ``resource``, judged element by element.
+
+        A complex element's model validates it the same alone or inside the resource,
+        so each valid top-level element value is remembered and the resource is then
+        validated with those instances in place: a feed's repeated codes, categories,
+        ranges and interpretations are checked once. Anything that fails here (or is
+        not a plain value) goes to the full validation, which names every issue.
+        """
+        fields = self._fields.get(model)
+        if fields is None:
+            fields = self._fields[model] = r4b.complex_fields(model)
+        parts: dict[str, Any] = {}
+        try:
+            for key, value in resource.items():
+                spec = fields.get(key)
+                if spec is None or value is None:
+                    parts[key] = value
+                    continue
+                element, array = spec
+                if array:
+                    if not isinstance(value, list):
+                        return False
+                    parts[key] = [self._valid_part(element, item) for item in value]
+                else:
+                    parts[key] = self._valid_part(element, value)
+            model.model_validate(parts)
+        except (pydantic.ValidationError, _NotPlain, TypeError, orjson.JSONEncodeError):
+            return False
+        return True
+
+    def _valid_part(self, element: r4b.Model, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _NotPlain
+        key = (element, orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+        found = self._valid.get(key)
+        if found is None:
+            found = element.model_validate(value)
+            if len(self._valid) >= _MAX_REMEMBERED:
+                self._valid.clear()
+            self._valid[key] = found
+        return found
 
     def _map_errors(
         self, error: pydantic.ValidationError, root: Struct, data: Any, base: str
@@ -236,6 +295,11 @@ def _new_issues(known: Sequence[Issue], found: Sequence[Issue]) -> list[Issue]:
     return out
 
 
-def load_validator() -> Validator:
+def load_validator(*, by_parts: bool = True) -> Validator:
     """A validator over the R4 definitions, value sets and gap list shipped as package data."""
-    return Validator(load_r4_definitions(), load_required_value_sets(), r4b.load_r4b_differences())
+    return Validator(
+        load_r4_definitions(),
+        load_required_value_sets(),
+        r4b.load_r4b_differences(),
+        by_parts=by_parts,
+    )

@@ -79,6 +79,8 @@ def _error(name: str, reason: str) -> InvalidSearch:
 
 def split_escaped(text: str, sep: str) -> list[str]:
     """Split on ``sep`` not escaped by a backslash; escapes are kept for the next level."""
+    if "\\" not in text:
+        return text.split(sep)  # nothing escaped (most values): the same, at C speed
     parts, current, i = [], [], 0
     while i < len(text):
         ch = text[i]

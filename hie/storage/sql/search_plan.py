@@ -68,11 +68,13 @@ from hie.search.query import (
     TokenValue,
     UriValue,
 )
+from hie.search.rows import TokenRow, UriRow
 from hie.storage.ports import (
     Compartment,
     Criteria,
     Cursor,
     EverythingRequest,
+    NewVersion,
     PatientRegion,
     SearchPage,
     SearchRequest,
@@ -192,6 +194,14 @@ class Planner:
             "SELECT r.pk, r.type, r.id, r.version, r.last_updated_us, r.deleted, r.content,"
             " r.custodian FROM idx_token t JOIN resource r ON r.pk = t.res_pk"
             f" WHERE t.param = {mark} AND t.code = {mark} AND t.system = {mark}"
+            f" AND r.type = {mark} AND r.deleted = {mark}"
+            f" GROUP BY r.pk ORDER BY r.pk LIMIT {mark}"
+        )
+        # The same for one exact uri (``Provenance?_source=<message>`` per HL7 message).
+        self._uri_probe_sql = (
+            "SELECT r.pk, r.type, r.id, r.version, r.last_updated_us, r.deleted, r.content,"
+            " r.custodian FROM idx_uri u JOIN resource r ON r.pk = u.res_pk"
+            f" WHERE u.param = {mark} AND u.uri = {mark}"
             f" AND r.type = {mark} AND r.deleted = {mark}"
             f" GROUP BY r.pk ORDER BY r.pk LIMIT {mark}"
         )
@@ -865,9 +875,49 @@ class Planner:
 
     # -- running ---------------------------------------------------------------------
 
-    def _token_probe(self, request: SearchRequest) -> tuple[int, str, str] | None:
-        """(param key, system, code) when the request is one plain ``system|code`` token
-        clause with nothing else to weigh (no sort, cursor, compartment, filter, total)."""
+    def search_beside(
+        self,
+        conn: Connection,
+        request: SearchRequest,
+        pending: Callable[[str, TokenRow | UriRow], Sequence[NewVersion]],
+    ) -> SearchPage | None:
+        """A probe-able search answered from the database plus ``pending``, creates not yet
+        inserted, so a conditional write need not flush the ones before it; None when the
+        request is not a probe or the answer would not fit one page (flush and search).
+        ``pending(type, row)`` gives the pending creates of that type with that row."""
+        probe = self._token_probe(request)
+        query = request.query
+        if probe is None or query.includes or query.revincludes:
+            return None
+        clause = query.clauses[0]
+        assert isinstance(clause, ParamClause)
+        rtype = query.resource_type
+        if clause.param.resource_type != rtype:
+            return None
+        value = clause.values[0]
+        code = clause.param.code
+        wanted: TokenRow | UriRow
+        if isinstance(value, UriValue):
+            wanted = UriRow(code, value.uri)
+        else:
+            assert isinstance(value, TokenValue)
+            assert value.code is not None
+            wanted = TokenRow(code, value.system, value.code)
+        fresh = [
+            StoredResource(n.type, n.id, n.version, n.last_updated, False, n.content, n.custodian)
+            for n in pending(rtype, wanted)
+        ]
+        page = self._probe(conn, request, probe)
+        if page.next is not None or len(page.items) + len(fresh) > request.count:
+            return None
+        # The pending rows get larger keys than any stored one: pk order is kept.
+        items = page.items + fresh
+        return SearchPage(items, [], len(items), None, None)
+
+    def _token_probe(self, request: SearchRequest) -> tuple[str, tuple[Any, ...]] | None:
+        """The probe statement and its leading arguments when the request is one plain
+        ``system|code`` token clause or one exact uri, with nothing else to weigh (no
+        sort, cursor, compartment, filter, total)."""
         query = request.query
         if (
             len(query.clauses) != 1
@@ -884,28 +934,30 @@ class Planner:
             not isinstance(clause, ParamClause)
             or clause.modifier is not None
             or clause.param.column is not None
-            or clause.param.type is not ParamType.TOKEN
             or len(clause.values) != 1
         ):
             return None
         value = clause.values[0]
+        key = param_key(clause.param.resource_type, clause.param.code)
+        if clause.param.type is ParamType.URI and isinstance(value, UriValue):
+            return self._uri_probe_sql, (key, value.uri)
         if (
-            not isinstance(value, TokenValue)
+            clause.param.type is not ParamType.TOKEN
+            or not isinstance(value, TokenValue)
             or not value.match_system
             or value.system is None
             or value.code is None
         ):
             return None
-        return param_key(clause.param.resource_type, clause.param.code), value.system, value.code
+        return self._probe_sql, (key, value.code, value.system)
 
     def _probe(
-        self, conn: Connection, request: SearchRequest, probe: tuple[int, str, str]
+        self, conn: Connection, request: SearchRequest, probe: tuple[str, tuple[Any, ...]]
     ) -> SearchPage:
-        key, system, code = probe
+        sql, args = probe
         query = request.query
         rows = conn.exec_driver_sql(
-            self._probe_sql,
-            (key, code, system, query.resource_type, False, request.count + 1),
+            sql, (*args, query.resource_type, False, request.count + 1)
         ).all()
         more = len(rows) > request.count
         rows = rows[: request.count]

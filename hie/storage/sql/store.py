@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from hie.search.rows import IndexRow
+from hie.search.rows import IndexRow, TokenRow, UriRow
 from hie.storage.ports import (
     AuditFailure,
     AuditRecord,
@@ -80,6 +80,8 @@ class SqlUnitOfWork:
         self._sqlite = sqlite
         self._planner = planner
         self._pending: list[NewVersion] = []
+        # The pending creates by (type, token or uri row): what probes look up.
+        self._pending_rows: dict[tuple[str, IndexRow], list[NewVersion]] = {}
         self._audit_log = audit
         self._audit: list[AuditRecord] = []
         self._identity: SqlIdentityTables | None = None
@@ -106,7 +108,12 @@ class SqlUnitOfWork:
         )
 
     def get(self, type_: str, id_: str) -> StoredResource | None:
-        self.flush()
+        # A pending create is the only version of its (new) id; no other id needs a flush.
+        for n in self._pending:
+            if n.id == id_ and n.type == type_:
+                return StoredResource(
+                    n.type, n.id, n.version, n.last_updated, n.deleted, n.content, n.custodian
+                )
         # Driver level: the statement is fixed, and SQLAlchemy's execution path costs
         # more than the indexed lookup (every update and conditional write reads first).
         sql = _GET_CURRENT_SQLITE if self._sqlite else _GET_CURRENT_PG
@@ -141,7 +148,13 @@ class SqlUnitOfWork:
         return self._stored(row) if row else None
 
     def search(self, request: SearchRequest) -> SearchPage:
-        self.flush()
+        if self._pending:
+            # A conditional write's probe sees the pending creates without inserting them,
+            # so a group of transactions flushes once, at the commit.
+            page = self._planner.search_beside(self._conn, request, self._pending_with)
+            if page is not None:
+                return page
+            self.flush()
         return self._planner.search(self._conn, request)
 
     def everything(self, request: EverythingRequest) -> SearchPage:
@@ -300,10 +313,18 @@ class SqlUnitOfWork:
                 ([_lock_id(key) for key in keys],),
             )
 
+    def _pending_with(self, type_: str, row: IndexRow) -> list[NewVersion]:
+        return self._pending_rows.get((type_, row), [])
+
     def write(self, new: NewVersion) -> None:
         if new.expected_version is None:
             # Creates are batched (one executemany per table) until a read or the commit.
             self._pending.append(new)
+            for index_row in new.rows:
+                if index_row.__class__ is TokenRow or index_row.__class__ is UriRow:
+                    found = self._pending_rows.setdefault((new.type, index_row), [])
+                    if not found or found[-1] is not new:  # a row may repeat in a resource
+                        found.append(new)
             if len(self._pending) >= _BATCH:
                 self.flush()
             return
@@ -325,6 +346,7 @@ class SqlUnitOfWork:
         """Write the batched creates (before any read, and at commit)."""
         if self._pending:
             pending, self._pending = self._pending, []
+            self._pending_rows = {}
             rows = self._conn.execute(
                 _INSERT_CURRENT, [{"type": n.type, "id": n.id, **_values(n)} for n in pending]
             ).all()

@@ -98,3 +98,47 @@ def test_groups_map_every_message_and_a_bad_one_fails_alone(services: Services) 
     assert total(services, "Provenance") == 6
     assert total(services, "DiagnosticReport") == 6
     assert [e.state for e in inbox.entries(["mapped", "failed"])].count("mapped") == 6
+
+
+def test_results_for_an_unchanged_patient_write_no_new_patient_version(
+    services: Services,
+) -> None:
+    """Each message has its own meta.source; the same demographics are still a no-op."""
+    registry = SenderRegistry(services.engine)
+    add_sender(registry, "LIS", "MYSRMYY", organization="Organization/mysrmyy")
+    inbox = Inbox(services.engine, raw_cipher=services.exchange.raw_sealer("hl7.inbox.raw"))
+    intake = Intake(
+        registry, AckBuilder(), IntakeConfig(False, SenderDefaults("", "UTF-8", "+08:00"))
+    )
+    same_patient = [oru(n, "MRN0042").replace(f"小{n}".encode(), "小明".encode()) for n in range(5)]
+    for raw in same_patient:
+        intake.receive(raw, inbox, "test", "mllp")
+    worker = Worker(
+        inbox, registry, services.exchange, maps=MAPS, config=WorkerConfig(commit_batch=3)
+    )
+    assert worker.drain() == 5
+    assert total(services, "Observation") == 10
+    assert total(services, "Provenance") == 5
+    sources = services.exchange.search(SYS, "Patient", [("identifier", "MRN0042")]).entries
+    assert len(sources) == 1
+    source = sources[0]
+    history = services.exchange.history(SYS, "Patient", source.id, [])
+    assert [s.version for s in history.entries] == [1], "one version for five messages"
+    enterprise = services.exchange.enterprise_of(SYS, f"Patient/{source.id}")
+    _, _, eid = enterprise.partition("/")
+    assert [s.version for s in services.exchange.history(SYS, "Patient", eid, []).entries] == [1]
+    # Every message's Provenance still names the (unchanged) Patient.
+    provenances = services.exchange.search(
+        SYS, "Provenance", [("target", f"Patient/{source.id}")]
+    ).entries
+    assert len(provenances) == 5
+
+    # Changed demographics are a real update: a new version, re-matched in the index.
+    moved = oru(9, "MRN0042").replace("小9".encode(), "小明".encode())
+    moved = moved.replace(b"|19800101|F", b"|19800102|F")
+    intake.receive(moved, inbox, "test", "mllp")
+    assert worker.drain() == 1
+    history = services.exchange.history(SYS, "Patient", source.id, [])
+    assert sorted(s.version for s in history.entries) == [1, 2]
+    golden = services.exchange.read(SYS, "Patient", eid)
+    assert b"1980-01-02" in golden.content

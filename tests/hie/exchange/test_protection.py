@@ -221,3 +221,28 @@ def test_key_rotation_reencrypts_everything_without_downtime(settings: Settings)
         assert any(p["name"] == "targetId" for p in pix["parameter"])
     finally:
         fresh.close()
+
+
+def test_sealing_walks_only_resources_that_name_a_protected_system(services: Services) -> None:
+    protection = services.exchange.protection
+    assert protection is not None
+    plain_obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "电话 phone sms"},  # the words alone are not a protected element
+        "note": [{"text": '{"system":"phone","value":"13812345678"}'}],
+        "valueString": PHONE,
+    }
+    sealed = protection.seal(plain_obs)
+    assert sealed == plain_obs
+    assert sealed is not plain_obs
+    # A protected element anywhere, however deep, is still sealed.
+    org = {
+        "resourceType": "Organization",
+        "contact": [{"telecom": [{"system": "sms", "value": PHONE}]}],
+        "identifier": [{"system": RESIDENT_ID_SYSTEM, "value": RID}],
+    }
+    out = protection.seal(org)
+    assert PHONE not in str(out)
+    assert RID not in str(out)
+    assert protection.open(out, masked=False) == org

@@ -18,6 +18,7 @@ _BUNDLE = json.loads((FIXTURES / "uscore_bundle_patient_85.json").read_text("utf
 # One of each resource type in the bundle.
 SAMPLES = list({e["resource"]["resourceType"]: e["resource"] for e in _BUNDLE["entry"]}.values())
 VALIDATOR: Validator = load_validator()
+WHOLE: Validator = load_validator(by_parts=False)
 
 json_values = st.recursive(
     st.none()
@@ -79,6 +80,9 @@ def test_mangled_resources_give_issues_not_exceptions(
         resource = _replace(resource, path, value)
     issues = VALIDATOR.validate(resource)
     assert all(isinstance(i, Issue) and i.code for i in issues)
+    # Remembering valid element values never changes a verdict or an issue.
+    assert issues == WHOLE.validate(resource)
+    assert VALIDATOR.validate(resource) == issues
 
 
 @settings(max_examples=200, deadline=None)
@@ -91,3 +95,21 @@ def test_arbitrary_json_gives_issues_not_exceptions(value: Any) -> None:
     ):
         issues = VALIDATOR.validate(resource)
         assert all(isinstance(i, Issue) for i in issues)
+
+
+def test_remembered_elements_judge_like_whole_resources() -> None:
+    """Valid resources pass either way; a remembered valid element does not hide a bad
+    sibling, and a bad value in a once-valid element is still found."""
+    for sample in SAMPLES:
+        assert VALIDATOR.validate(sample) == WHOLE.validate(sample) == []
+        assert VALIDATOR.validate(sample) == []  # now from the remembered elements
+    observation = next(s for s in SAMPLES if s["resourceType"] == "Observation")
+    bad_date = dict(copy.deepcopy(observation), effectiveDateTime="2020-13-45")
+    bad_code = copy.deepcopy(observation)
+    bad_code["code"]["coding"][0]["system"] = 42
+    bad_nested = copy.deepcopy(observation)
+    bad_nested["code"]["coding"].append(None)
+    for bad in (bad_date, bad_code, bad_nested):
+        issues = VALIDATOR.validate(bad)
+        assert issues, bad
+        assert issues == WHOLE.validate(bad)

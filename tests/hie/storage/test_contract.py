@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hie.search import QueryParser, default_registry
-from hie.search.rows import IndexRow, ReferenceRow, StringRow, TokenRow
+from hie.search.rows import IndexRow, ReferenceRow, StringRow, TokenRow, UriRow
 from hie.storage.memory import MemoryStore
 from hie.storage.ports import (
     AuditRecord,
@@ -149,6 +149,51 @@ def test_search_by_id_and_token_with_keyset_paging(sql_store: Store) -> None:
         assert len(search(uow, "Patient", "identifier=urn:mrn|")[0]) == 5
         both = search(uow, "Patient", "_id=p1,p2&identifier=urn:mrn|m1,urn:mrn|zz")[0]
         assert both == ["p1"]
+
+
+def test_searches_and_reads_in_a_unit_of_work_see_its_own_creates(sql_store: Store) -> None:
+    """Creates wait to be inserted until a read needs them or the commit; every read in
+    the same unit of work (the probes conditional writes make, get, any search) sees
+    them, in write order after the stored ones."""
+    store = sql_store
+
+    def probe(uow: UnitOfWork, type_: str, query: str, count: int = 2) -> list[str]:
+        name, value = query.split("=", 1)
+        page = uow.search(SearchRequest(PARSER.parse(type_, [(name, value)]), count))
+        return [s.id for s in page.items]
+
+    with store.unit_of_work(write=True) as uow:
+        uow.write(version("Observation", "o0", 1, rows=(TokenRow("identifier", "s", "a"),)))
+    with store.unit_of_work(write=True) as uow:
+        assert probe(uow, "Observation", "identifier=s|a") == ["o0"]
+        uow.write(version("Observation", "o1", 1, rows=(TokenRow("identifier", "s", "b"),)))
+        uow.write(version("Observation", "o2", 1, rows=(TokenRow("identifier", "s", "a"),)))
+        source = UriRow("_source", "urn:msg#1")
+        uow.write(version("Provenance", "v1", 1, rows=(source,)))
+        assert probe(uow, "Observation", "identifier=s|b") == ["o1"]
+        assert probe(uow, "Observation", "identifier=s|a") == ["o0", "o2"]
+        assert probe(uow, "Observation", "identifier=s|a", count=1) == ["o0"]
+        assert probe(uow, "Observation", "identifier=s|c") == []
+        assert probe(uow, "Patient", "identifier=s|b") == []  # other types never match
+        assert probe(uow, "Provenance", "_source=urn:msg#1") == ["v1"]
+        assert probe(uow, "Provenance", "_source=urn:msg#2") == []
+        fresh = uow.get("Observation", "o2")
+        assert fresh is not None
+        assert (fresh.version, fresh.content) == (1, version("Observation", "o2", 1).content)
+        assert uow.get("Observation", "o9") is None
+        assert probe(uow, "Observation", "identifier=b") == ["o1"]  # not a probe: any system
+        uow.write(version("Observation", "o3", 1, rows=(TokenRow("identifier", "s", "b"),)))
+        assert probe(uow, "Observation", "identifier=s|b") == ["o1", "o3"]
+    with store.unit_of_work(write=False) as uow:
+        assert probe(uow, "Observation", "identifier=s|a") == ["o0", "o2"]
+        assert probe(uow, "Provenance", "_source=urn:msg#1") == ["v1"]
+    with pytest.raises(RuntimeError), store.unit_of_work(write=True) as uow:
+        uow.write(version("Observation", "o4", 1, rows=(TokenRow("identifier", "s", "d"),)))
+        assert probe(uow, "Observation", "identifier=s|d") == ["o4"]
+        raise RuntimeError("rolled back")
+    with store.unit_of_work(write=False) as uow:
+        assert probe(uow, "Observation", "identifier=s|d") == []
+        assert uow.get("Observation", "o4") is None
 
 
 def test_memory_twin_keeps_rows_but_does_not_search() -> None:
