@@ -259,6 +259,12 @@ class SqlAuditLog:
         with self._reading() as conn:
             return {name: int(offset) for name, offset in conn.execute(statement)}
 
+    def forget(self, journals: Sequence[str]) -> None:
+        if not journals:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(JOURNAL.delete().where(JOURNAL.c.name.in_(journals)))
+
     def _insert(self, cursor: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         # Many rows per statement: the driver gives up the GIL once per statement, and
         # under load each time costs a wait behind busy request threads (a drained
