@@ -86,7 +86,11 @@ def serving(env: dict[str, str]) -> Iterator[str]:
         yield base
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=90)  # it stops its listeners first: slow on a busy machine
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """What audit costs: reads and searches through `hie serve`, audit off vs on, same run.
 
-One populated database; the server is started alternately with ``audit.enabled = false``
-(permit-all and no audit: the baseline) and with audit on (every request's record is
+One populated database (bench/fhir_reads.py's fill); the server is started alternately
+with ``audit.enabled = false`` and ``consent.enabled = false`` (permit-all and no audit:
+the baseline) and with audit on (every request's record is
 journalled before it is answered and drained into the hash chain in batches; the audit
 rows written are counted at the end), in alternating order so that the machine's
 background load falls on both. wrk with 32 connections (2 threads) and a Lua script that
@@ -15,68 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import sys
-import time
-import uuid
 from pathlib import Path
 
-import orjson
 import sqlalchemy as sa
 from _harness import (
-    ROOT,
-    SHARED,
-    env_for,
     free_port,
-    fresh_database,
     hie,
     machine,
     median,
-    services_for,
     serving,
     workdir,
 )
-from fhir_reads import LUA, paths_file, wrk
-
-UUID = re.compile(r"urn:uuid:[0-9a-f-]{36}")
-
-
-def _fresh_ids(text: str) -> str:
-    fresh: dict[str, str] = {}
-    return UUID.sub(lambda m: fresh.setdefault(m.group(0), f"urn:uuid:{uuid.uuid4()}"), text)
-
-
-def fill(env: dict[str, str], target: int) -> None:
-    """Synthea transaction bundles with fresh ids (one pass per bundle) until ``target``."""
-    from hie.context import RequestContext
-
-    services = services_for(env)
-    ctx = RequestContext.system(actor="bench-fill")
-    # The shared test data sits next to the checkout (or two levels up from a worktree).
-    shared = next(
-        (d / "shared" / "testdata" for d in ROOT.parents if (d / "shared" / "testdata").is_dir()),
-        SHARED,
-    )
-    bundles = sorted((shared / "fhir" / "synthea-bundles").glob("*.transaction.json"))
-    if not bundles:
-        raise SystemExit(f"no Synthea bundles under {shared}")
-    texts = [p.read_text() for p in bundles]
-    written = 0
-    try:
-        while written < target:
-            for text in texts:
-                renamed = _fresh_ids(text)
-                bundle = orjson.loads(renamed)
-                try:
-                    services.exchange.process_bundle(ctx, bundle)
-                except Exception as exc:
-                    print(f"# skipped a bundle: {exc}", file=sys.stderr, flush=True)
-                    continue
-                written += len(bundle["entry"])
-                if written >= target:
-                    break
-    finally:
-        services.close()
+from fhir_reads import LUA, filled_database, paths_file, wrk
 
 
 def search_paths(db_url: str, out: Path) -> int:
@@ -104,21 +55,16 @@ def main() -> None:
     parser.add_argument("--resources", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="keep (and reuse) the filled database here")
+    parser.add_argument("--pg-name", default="hie_bench_reads", help="PostgreSQL database")
     args = parser.parse_args()
     print(f"# machine: {machine()}; load generator: wrk -t2 -c32, random URL per request")
     for kind in args.db or ["sqlite"]:
         with workdir() as tmp:
-            url = fresh_database(kind, tmp)
-            env = env_for(url, tmp / "var")
-            hie(env, "db", "upgrade")
-            started = time.monotonic()
-            fill(env, args.resources)
+            url, env = filled_database(kind, tmp, args.resources, args.keep, args.pg_name)
             count = paths_file(url, tmp / "reads.txt", "/fhir")
             patients = search_paths(url, tmp / "searches.txt")
-            print(
-                f"# {kind}: {count} resources ({patients} patients) filled in "
-                f"{time.monotonic() - started:.0f} s"
-            )
+            print(f"# {kind}: {count} resources ({patients} patients)")
             lua = tmp / "urls.lua"
             lua.write_text(LUA)
             results: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -128,6 +74,7 @@ def main() -> None:
                     served = {
                         **env,
                         "HIE_AUDIT_ENABLED": "false" if mode == "off" else "true",
+                        "HIE_CONSENT_ENABLED": "false" if mode == "off" else "true",
                         "HIE_HTTP_PORT": str(free_port()),
                     }
                     with serving(served) as base:

@@ -117,8 +117,16 @@ class JournalDrain:
             paths = sorted(self.directory.glob("*" + SUFFIX))
             if paths:
                 marks = self._log.drained([p.name for p in paths])
-                for path in paths:
-                    self._drain_file(path, marks.get(path.name, 0))
+                finished: list[str] = []
+                try:
+                    for path in paths:
+                        if self._drain_file(path, marks.get(path.name, 0)):
+                            finished.append(path.name)
+                finally:
+                    # Their offsets are needed no more: the files are gone. Forgotten after
+                    # the files are deleted: a crash in between leaves an offset behind,
+                    # never a file without one (which would be chained again from its start).
+                    self._log.forget(finished)
 
     @contextmanager
     def _exclusive(self, wait: bool) -> Iterator[bool]:
@@ -133,11 +141,12 @@ class JournalDrain:
         finally:
             os.close(fd)
 
-    def _drain_file(self, path: Path, offset: int) -> None:
+    def _drain_file(self, path: Path, offset: int) -> bool:
+        """Chain what ``path`` holds past ``offset``; whether it ended and was deleted."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            return
+            return False
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -158,6 +167,7 @@ class JournalDrain:
                     # Torn by a failed write: that access was refused, or never answered.
                     log.warning("audit journal %s: %d bytes of a torn record left", path, rest)
                 path.unlink(missing_ok=True)
+            return ended
         finally:
             os.close(fd)
 

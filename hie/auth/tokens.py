@@ -22,6 +22,7 @@ from hie.context import RequestContext, Scopes
 from hie.errors import Unauthorized
 
 ALGORITHM = "EdDSA"
+_CONTEXTS_PER_TOKEN = 64  # source addresses remembered per cached token
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,28 @@ class Claims:
         # Parsed once per token: the verifier caches Claims, so requests reuse this.
         return Scopes(self.scope)
 
+    @cached_property
+    def _contexts(self) -> dict[str | None, RequestContext]:
+        return {}
+
     def context(self, source: str | None = None) -> RequestContext:
-        return RequestContext(
-            actor=self.subject,
-            organization=self.organization,
-            purpose=self.purpose,
-            reason=self.reason,
-            scopes=self.scopes,
-            source=source,
-            token_id=self.token_id,
-            issued_at=self.issued,
-        )
+        # Immutable, so one per token and source address serves all their requests.
+        contexts = self._contexts
+        ctx = contexts.get(source)
+        if ctx is None:
+            if len(contexts) >= _CONTEXTS_PER_TOKEN:
+                contexts.clear()
+            ctx = contexts[source] = RequestContext(
+                actor=self.subject,
+                organization=self.organization,
+                purpose=self.purpose,
+                reason=self.reason,
+                scopes=self.scopes,
+                source=source,
+                token_id=self.token_id,
+                issued_at=self.issued,
+            )
+        return ctx
 
 
 class TokenIssuer:

@@ -305,6 +305,10 @@ class AuditLog(Protocol):
     def drained(self, journals: Sequence[str]) -> dict[str, int]:
         """How far each of these journals has been drained (absent: not at all)."""
 
+    def forget(self, journals: Sequence[str]) -> None:
+        """Drop the drained offsets of these journals: drained to their end and deleted,
+        they will never be read again."""
+
     def search(self, query: AuditQuery) -> list[StoredAudit]: ...
 
     def get(self, seq: int) -> StoredAudit | None: ...

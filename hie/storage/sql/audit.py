@@ -215,40 +215,42 @@ class SqlAuditLog:
         cursor.execute(self._sql_head)
         head = cursor.fetchone()
         seq, prev = (int(head[0]), bytes(head[1])) if head else (0, GENESIS)
-        events: list[tuple[Any, ...]] = []
-        refs: list[tuple[int, str, str]] = []
+        # Parameters flat, as the multi-row statements take them (no tuple per row).
+        events: list[Any] = []
+        refs: list[Any] = []
         checkpoints: list[tuple[int, bytes, int, str, bytes]] = []
+        every, sign = self._every, self._sign
         for r in records:
             seq += 1
             us = to_us(r.recorded)
             digest = chain_hash(prev, seq, us, r.content)
-            events.append(
-                (
-                    seq,
-                    us,
-                    r.type,
-                    r.subtype,
-                    r.action,
-                    r.outcome,
-                    r.agent,
-                    r.organization,
-                    r.purpose,
-                    r.break_glass,
-                    r.content,
-                    prev,
-                    digest,
-                )
+            events += (
+                seq,
+                us,
+                r.type,
+                r.subtype,
+                r.action,
+                r.outcome,
+                r.agent,
+                r.organization,
+                r.purpose,
+                r.break_glass,
+                r.content,
+                prev,
+                digest,
             )
-            refs.extend((seq, "p", p) for p in r.patients)
-            refs.extend((seq, "e", e) for e in r.entities)
+            for p in r.patients:
+                refs += (seq, "p", p)
+            for e in r.entities:
+                refs += (seq, "e", e)
             prev = digest
-            if seq % self._every == 0 and self._sign is not None:
+            if seq % every == 0 and sign is not None:
                 # Every multiple is signed, however large the batch (a drained journal).
-                key_id, signature = self._sign(seq, digest)
+                key_id, signature = sign(seq, digest)
                 checkpoints.append((seq, digest, us, key_id, signature))
-        self._insert(cursor, self._sql_event, events)
+        self._insert(cursor, self._sql_event, events, len(EVENT.columns))
         if refs:
-            self._insert(cursor, self._sql_ref, refs)
+            self._insert(cursor, self._sql_ref, refs, 3)
         if checkpoints:
             cursor.executemany(self._sql_checkpoint, checkpoints)
 
@@ -259,14 +261,26 @@ class SqlAuditLog:
         with self._reading() as conn:
             return {name: int(offset) for name, offset in conn.execute(statement)}
 
-    def _insert(self, cursor: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    def forget(self, journals: Sequence[str]) -> None:
+        if not journals:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(JOURNAL.delete().where(JOURNAL.c.name.in_(journals)))
+
+    def _insert(self, cursor: Any, sql: str, values: list[Any], width: int) -> None:
         # Many rows per statement: the driver gives up the GIL once per statement, and
         # under load each time costs a wait behind busy request threads (a drained
         # journal's batch row by row made its request wait up to a second).
-        row = "(" + ", ".join(self._mark for _ in rows[0]) + ")"
-        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-            chunk = rows[start : start + _ROWS_PER_STATEMENT]
-            cursor.execute(sql + ", ".join(row for _ in chunk), [v for r in chunk for v in r])
+        row = "(" + ", ".join(self._mark for _ in range(width)) + ")"
+        step = _ROWS_PER_STATEMENT * width
+        full = sql + ", ".join(row for _ in range(_ROWS_PER_STATEMENT))
+        for start in range(0, len(values), step):
+            chunk = values[start : start + step]
+            rows = len(chunk) // width
+            text = (
+                full if rows == _ROWS_PER_STATEMENT else sql + ", ".join(row for _ in range(rows))
+            )
+            cursor.execute(text, chunk)
 
     # -- reading ---------------------------------------------------------------
 

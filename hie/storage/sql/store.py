@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
@@ -478,6 +479,77 @@ class ChainAppender(Protocol):
         """Chain audit records inside a write transaction (``SqlAuditLog``)."""
 
 
+class PointReads:
+    """One-statement reads (a resource by id) on a connection per thread, outside the pool.
+
+    Reads are the exchange's hottest path, and a pool checkout and return (with, on
+    PostgreSQL, a pre-ping round trip) cost more than the query. Each connection runs in
+    autocommit, so every read sees what is committed at that moment. A connection that
+    fails is replaced and the statement tried once more (a restarted database server).
+    """
+
+    def __init__(self, engine: Engine, *, sqlite: bool) -> None:
+        self._engine = engine
+        self._sqlite = sqlite
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[tuple[threading.Thread, Any]] = []
+
+    def one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            try:
+                return self._fetch(conn, sql, params)
+            except Exception:
+                self._drop(conn)  # maybe a broken connection: once more on a new one
+        conn = self._connect()
+        try:
+            return self._fetch(conn, sql, params)
+        except Exception:
+            self._drop(conn)
+            raise
+
+    @staticmethod
+    def _fetch(conn: Any, sql: str, params: tuple[Any, ...]) -> Any:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+    def _connect(self) -> Any:
+        pooled = self._engine.raw_connection()
+        conn: Any = pooled.driver_connection
+        pooled.detach()  # ours until closed; the pool opens another in its place
+        if not self._sqlite:  # SQLite's are already in autocommit (engine.py)
+            conn.rollback()  # whatever the checkout's ping began
+            conn.autocommit = True
+        self._local.conn = conn
+        with self._lock:
+            # Connections of threads that have ended are closed here.
+            for thread, old in [o for o in self._open if not o[0].is_alive()]:
+                self._open.remove((thread, old))
+                with suppress(Exception):
+                    old.close()
+            self._open.append((threading.current_thread(), conn))
+        return conn
+
+    def _drop(self, conn: Any) -> None:
+        self._local.conn = None
+        with self._lock:
+            self._open = [o for o in self._open if o[1] is not conn]
+        with suppress(Exception):
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._open = self._open, []
+        for _, conn in opened:
+            with suppress(Exception):
+                conn.close()
+
+
 class SqlStore:
     """``hie.storage.ports.Store`` over an SQLAlchemy engine.
 
@@ -504,6 +576,7 @@ class SqlStore:
             f"SELECT {columns.format(v='v')} FROM resource r JOIN resource_version v "
             f"ON v.res_pk = r.pk WHERE r.type = {mark} AND r.id = {mark} AND v.version = {mark}"
         )
+        self._points = PointReads(engine, sqlite=self._sqlite)
 
     @contextmanager
     def unit_of_work(self, *, write: bool) -> Iterator[SqlUnitOfWork]:
@@ -517,18 +590,10 @@ class SqlStore:
                 uow.finish()
 
     def lookup(self, type_: str, id_: str, version: int | None = None) -> StoredResource | None:
-        # Straight to the driver: SQLAlchemy's execution machinery costs more than the query.
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            if version is None:
-                cursor.execute(self._sql_current, (type_, id_))
-            else:
-                cursor.execute(self._sql_version, (type_, id_, version))
-            row = cursor.fetchone()
-            cursor.close()
-        finally:
-            raw.close()
+        if version is None:
+            row = self._points.one(self._sql_current, (type_, id_))
+        else:
+            row = self._points.one(self._sql_version, (type_, id_, version))
         if row is None:
             return None
         return StoredResource(
@@ -551,4 +616,5 @@ class SqlStore:
         return row[0], stored
 
     def close(self) -> None:
+        self._points.close()
         self.engine.dispose()
