@@ -1,6 +1,6 @@
 """identity: whether a link's resident ID number is valid
 
-Revision ID: 0016
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-11-28 09:40:00
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '0016'
+revision: str = '0012'
 down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
