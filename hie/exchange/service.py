@@ -48,6 +48,7 @@ from hie.exchange.writes import Writer
 from hie.fhir import bundles
 from hie.fhir.bundles import page_url
 from hie.fhir.canonical import ID_PATTERN, parse_instant
+from hie.search.dates import parse_date
 from hie.search.extract import Extractor
 from hie.search.params import QueryParser
 from hie.storage.ports import (
@@ -1185,7 +1186,7 @@ class Exchange:
         patient: str | None = None,
         identifier: tuple[str, str] | None = None,
         labels: Collection[tuple[str, str]] = (),
-        dates: Collection[tuple[int, int]] = (),
+        dates: Collection[tuple[str, str]] = (),
         custodian: str | None = None,
         resource: tuple[str, str] | None = None,
     ) -> Decision:
@@ -1193,7 +1194,7 @@ class Exchange:
         patient (by id, or by an identifier such as the card number) for ``purpose``?
 
         A class is judged with what the caller states of the data: its security
-        ``labels``, its clinical ``dates`` (``(low, high)`` epoch microseconds) and its
+        ``labels``, its clinical ``dates`` (``(start, end)`` FHIR dates) and its
         ``custodian``; a provision that needs what was not stated permits nothing and
         denies all it could cover. Naming a stored ``resource`` (type, id) of the patient
         judges that resource as a read would. The answer names the deciding rule and
@@ -1203,6 +1204,10 @@ class Exchange:
         ):
             raise Forbidden("Consent/$evaluate needs the scope consent.evaluate or Consent read")
         self.check_type(data_class)
+        try:
+            spans = frozenset((parse_date(a).low, parse_date(b).high) for a, b in dates)
+        except ValueError as exc:
+            raise BadRequest(f"parameter 'date': {exc}") from exc
         with self._store.unit_of_work(write=False) as uow:
             if patient is None and identifier is not None:
                 found = self.all_matching(uow, "Patient", [("identifier", "|".join(identifier))])
@@ -1217,7 +1222,7 @@ class Exchange:
                     frozenset({patient}),
                     frozenset(labels),
                     frozenset(),
-                    dates=frozenset(dates),
+                    dates=spans,
                     custodian=custodian,
                 )
                 if resource is not None:

@@ -24,7 +24,6 @@ from hie.context import RequestContext
 from hie.errors import BadRequest
 from hie.exchange import Exchange
 from hie.rest import http
-from hie.search.dates import parse_date
 
 
 def _value(param: dict[str, Any], *kinds: str) -> Any:
@@ -34,21 +33,17 @@ def _value(param: dict[str, Any], *kinds: str) -> Any:
     raise BadRequest(f"parameter '{param.get('name')}' needs a value{kinds[0]}")
 
 
-def _date_range(param: dict[str, Any]) -> tuple[int, int]:
-    """A ``date`` parameter as the (low, high) instants it covers."""
+def _date_range(param: dict[str, Any]) -> tuple[str, str]:
+    """A ``date`` parameter as the (start, end) FHIR dates it spans."""
     value = _value(param, "DateTime", "Date", "Period")
-    try:
-        if isinstance(value, dict):
-            start, end = value.get("start"), value.get("end")
-            if not isinstance(start, str) or not isinstance(end, str):
-                raise ValueError("a valuePeriod needs both start and end")
-            return parse_date(start).low, parse_date(end).high
-        if not isinstance(value, str):
-            raise ValueError("not a date")
-        when = parse_date(value)
-    except ValueError as exc:
-        raise BadRequest(f"parameter 'date': {exc}") from exc
-    return when.low, when.high
+    if isinstance(value, dict):
+        start, end = value.get("start"), value.get("end")
+        if not isinstance(start, str) or not isinstance(end, str):
+            raise BadRequest("parameter 'date': a valuePeriod needs both start and end")
+        return start, end
+    if not isinstance(value, str):
+        raise BadRequest("parameter 'date' is not a date")
+    return value, value
 
 
 def register_evaluate(

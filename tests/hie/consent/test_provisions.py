@@ -366,7 +366,15 @@ def test_the_decision_api_judges_data_periods_custodians_and_named_records(
     assert missing["rule"].replace("nope", "") == elsewhere["rule"].replace("other", "")
     bad = platform.post(
         "Consent/$evaluate",
-        {"resourceType": "Parameters", "parameter": [patient, obs, date("2025-13-01")]},
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                patient,
+                obs,
+                {"name": "actor", "valueReference": {"reference": B}},
+                date("2025-13-01"),
+            ],
+        },
     )
     assert bad.status_code == 400
     assert "date" in bad.get_json()["issue"][0]["diagnostics"]
