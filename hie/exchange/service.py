@@ -78,21 +78,6 @@ def _query_text(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{n}={v}" for n, v in params)
 
 
-DICOM_UID_SYSTEM = "urn:dicom:uid"
-# Study UIDs per identifier search in visible_study_uids (bounds the SQL's IN list).
-_STUDIES_PER_SEARCH = 200
-
-
-def _study_uids_of(content: bytes | str | None) -> set[str]:
-    """The Study Instance UIDs an ImagingStudy carries (``urn:dicom:uid`` identifiers)."""
-    body = orjson.loads(content) if content else {}
-    return {
-        str(i.get("value", "")).removeprefix("urn:oid:")
-        for i in body.get("identifier", [])
-        if isinstance(i, dict) and i.get("system") == DICOM_UID_SYSTEM
-    }
-
-
 class _FailClosed:
     """The store, with a unit of work whose audit records fail to commit refused (503)."""
 
@@ -1131,33 +1116,23 @@ class Exchange:
         """The DICOM studies the caller may see, decided on their ImagingStudy resources.
 
         A study whose ImagingStudy is not written yet (it follows its instances within
-        seconds) has nothing to decide on and is visible. One identifier search finds
-        the ImagingStudies of a whole chunk of studies (a C-FIND's matches at once).
+        seconds) has nothing to decide on and is visible.
         """
-        wanted = set(study_uids)
-        found: dict[str, list[StoredResource]] = {}
         visible = set()
         patients: set[str] = set()
         with self._store.unit_of_work(write=False) as uow:
-            ordered = sorted(wanted)
-            for start in range(0, len(ordered), _STUDIES_PER_SEARCH):
-                chunk = ordered[start : start + _STUDIES_PER_SEARCH]
-                value = ",".join(f"{DICOM_UID_SYSTEM}|urn:oid:{uid}" for uid in chunk)
-                params = self._params("ImagingStudy", [("identifier", value)])
-                for stored in self.all_matching(uow, "ImagingStudy", params):
-                    for uid in _study_uids_of(stored.content) & wanted:
-                        found.setdefault(uid, []).append(stored)
-            for uid in ordered:
-                studies = found.get(uid, [])
-                if all(self.permitted(ctx, Interaction.SEARCH, s, uow) for s in studies):
+            for uid in study_uids:
+                params = [("identifier", f"urn:dicom:uid|urn:oid:{uid}")]
+                matches = self._writer.match(uow, "ImagingStudy", params, limit=1)
+                if not matches or self.permitted(ctx, Interaction.SEARCH, matches[0], uow):
                     visible.add(uid)
-                    for stored in studies:
-                        patients |= patients_in("ImagingStudy", stored.id, stored.content)
+                    if matches:
+                        patients |= patients_in("ImagingStudy", matches[0].id, matches[0].content)
         self.record(
             ctx,
             "search",
             resource_type="ImagingStudy",
-            query=f"studies={len(wanted)}&visible={len(visible)}",
+            query=f"studies={len(study_uids)}&visible={len(visible)}",
             patients=patients,
         )
         return visible
