@@ -319,7 +319,8 @@ def test_a_killed_worker_is_restarted_and_loses_nothing(db_url: str, tmp_path: P
             os.kill(worker, signal.SIGKILL)
             pumping.join(timeout=60)
             stop.set()
-            assert not victim.is_established  # the association died with the worker
+            # The association died with the worker (the client notices the reset soon).
+            _wait_for(lambda: not victim.is_established, 30)
             new = _wait_for(lambda: [p for p in _children(main.pid, "--worker") if p != worker])
             assert main.poll() is None
             _wait_for(lambda: _listeners(port) == 2)
@@ -357,13 +358,14 @@ def test_hie_serve_restarts_a_killed_dicom_listener(db_url: str, tmp_path: Path)
     _hie(env, "dicom", "ae", "add", "STORESCU", "--org", ORG)
     port = int(env["HIE_DICOM_PORT"])
     with running_server(env) as server:
+        # hie serve is ready once HTTP answers; its DICOM listener may start later.
         (listener,) = _wait_for(lambda: _children(server.process.pid, "hie dicom"))
-        _wait_for(lambda: _listeners(port) == 1)
+        _wait_for(lambda: _listeners(port) == 1, 180)
         os.kill(listener, signal.SIGKILL)
         (new,) = _wait_for(
-            lambda: [p for p in _children(server.process.pid, "hie dicom") if p != listener]
+            lambda: [p for p in _children(server.process.pid, "hie dicom") if p != listener], 180
         )
-        _wait_for(lambda: _listeners(port) == 1)
+        _wait_for(lambda: _listeners(port) == 1, 180)
         echo = _run(["echoscu", "-aet", "STORESCU", "-aec", "HIE", "127.0.0.1", str(port)])
         assert echo.returncode == 0, echo.stderr
         sender = _Sender(generate_uid())
