@@ -76,7 +76,7 @@ def send(port: int, aec: str, files: list[Path], parallel: int) -> float:
     return time.perf_counter() - start
 
 
-def wait_echo(port: int, aec: str, timeout: float = 30) -> None:
+def wait_echo(port: int, aec: str, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         probe = subprocess.run(

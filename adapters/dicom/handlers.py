@@ -20,12 +20,12 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from adapters.dicom import reactor
+from adapters.dicom import dimse, reactor
 from adapters.dicom.files import InstanceFiles
 from adapters.dicom.index import Source
 from adapters.dicom.ingest import Ingest
 from adapters.dicom.ports import Records
-from adapters.dicom.query import InvalidQuery, QueryEngine, Root, from_identifier, to_dataset
+from adapters.dicom.query import InvalidQuery, QueryEngine, Root, from_identifier, to_identifier
 from adapters.dicom.registry import AeRegistry
 from hie.context import RequestContext, Scopes
 
@@ -79,6 +79,7 @@ def handle_requested(
     if accept_unregistered or registry.get(title) is not None:
         event.assoc.dul._run_loop_delay = poll_interval
         reactor.install(event.assoc)  # serve each message as soon as it is decoded
+        dimse.install(event.assoc)  # responses without a pydicom command set
         return
     log.warning("rejected association from unregistered calling AE %r", title)
     event.assoc.acse.send_reject(REJECT_PERMANENT, REJECT_SOURCE_USER, REJECT_CALLING_AE)
@@ -142,11 +143,21 @@ def handle_find(
         log.exception("C-FIND failed")
         yield _status(UNABLE_TO_PROCESS, str(exc)), None
         return
+    syntax = UID(str(event.context.transfer_syntax))
     for match in matches:
         if event.is_cancelled:
             yield 0xFE00, None
             return
-        yield PENDING, to_dataset(match, query, retrieve_aet=ae_title)
+        yield (
+            PENDING,
+            to_identifier(
+                match,
+                query,
+                retrieve_aet=ae_title,
+                implicit_vr=syntax.is_implicit_VR,
+                little_endian=syntax.is_little_endian,
+            ),
+        )
 
 
 def _selected(

@@ -262,7 +262,9 @@ class DicomIndex:
             created,
             ("patient", source.issuer, h.patient_id),
             DicomPatient,
-            (DicomPatient.issuer == source.issuer) & (DicomPatient.patient_id == h.patient_id),
+            lambda: (
+                (DicomPatient.issuer == source.issuer) & (DicomPatient.patient_id == h.patient_id)
+            ),
             ["issuer", "patient_id"],
             {
                 "issuer": source.issuer,
@@ -280,7 +282,7 @@ class DicomIndex:
             created,
             ("study", h.study_uid),
             DicomStudy,
-            DicomStudy.study_uid == h.study_uid,
+            lambda: DicomStudy.study_uid == h.study_uid,
             ["study_uid"],
             {
                 "patient_pk": patient_pk,
@@ -301,7 +303,7 @@ class DicomIndex:
             created,
             ("series", h.series_uid),
             DicomSeries,
-            DicomSeries.series_uid == h.series_uid,
+            lambda: DicomSeries.series_uid == h.series_uid,
             ["series_uid"],
             {
                 "study_pk": study_pk,
@@ -322,19 +324,19 @@ class DicomIndex:
         created: dict[tuple[str, ...], int],
         cache_key: tuple[str, ...],
         model: type[Any],
-        where: Any,
+        where: Callable[[], Any],
         keys: list[str],
         values: dict[str, Any],
     ) -> int:
         cached = created.get(cache_key) or self._pks.get(cache_key)
         if cached is not None:
-            return cached
-        pk = session.scalar(select(model.id).where(where))
+            return cached  # the usual case: no SQL expression built at all
+        pk = session.scalar(select(model.id).where(where()))
         if pk is None:
             session.execute(
                 _insert(session, model).values(**values).on_conflict_do_nothing(index_elements=keys)
             )
-            pk = session.scalar(select(model.id).where(where))
+            pk = session.scalar(select(model.id).where(where()))
         created[cache_key] = int(pk or 0)
         return int(pk or 0)
 

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from pydicom import Dataset, config
+from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 from sqlalchemy import ColumnElement, and_, false, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
@@ -567,11 +569,13 @@ def _attribute(match: Match, keyword: str) -> Any:
     return getattr(owner, key.column.key)
 
 
-def to_dataset(match: Match, query: Query, *, retrieve_aet: str | None = None) -> Dataset:
-    """The response identifier: the requested keys at or above the query level."""
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.QueryRetrieveLevel = query.level.value
+def _response_values(
+    match: Match, query: Query, retrieve_aet: str | None
+) -> Iterator[tuple[int, str, Any]]:
+    """(tag, VR, value) of the response identifier: the requested keys at or above the
+    query level, then the unique keys; value None when the index has nothing."""
+    yield 0x00080005, "CS", "ISO_IR 192"  # SpecificCharacterSet
+    yield 0x00080052, "CS", query.level.value  # QueryRetrieveLevel
     keys = list(dict.fromkeys(query.return_keys))
     for keyword in _unique_keys(query.level):
         if keyword not in keys:
@@ -581,23 +585,67 @@ def to_dataset(match: Match, query: Query, *, retrieve_aet: str | None = None) -
         if tag is None:
             continue
         if keyword == "RetrieveAETitle":
-            ds.RetrieveAETitle = retrieve_aet or ""
+            yield tag, vr, retrieve_aet or ""
             continue
         if keyword == "InstanceAvailability":
-            ds.InstanceAvailability = "ONLINE"
+            yield tag, vr, "ONLINE"
             continue
         key = KEYS.get(keyword)
-        value = _attribute(match, keyword)
         if key is not None and _DEPTH[key.level] > _DEPTH[query.level]:
             continue
-        if value is None or value == "":
+        value = _attribute(match, keyword)
+        if value is None or value == "" or value == []:
             value = None
-        elif key is not None and key.kind == "pn":
-            value = PersonName(value)
         elif key is not None and key.kind == "issuer":
             value = str(value).removeprefix("Organization/")
+        yield tag, vr, value
+
+
+def to_dataset(match: Match, query: Query, *, retrieve_aet: str | None = None) -> Dataset:
+    """The response identifier: the requested keys at or above the query level."""
+    ds = Dataset()
+    for tag, vr, value in _response_values(match, query, retrieve_aet):
+        if value is not None and vr == "PN":
+            value = PersonName(value)
         # Values come from the index, which only holds values that were valid on the way in.
         ds.add(DataElement(tag, vr, value, validation_mode=config.IGNORE))
+    return ds
+
+
+# VRs whose value is text (ISO_IR 192: UTF-8), padded to an even length.
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI"}
+    | {"UR", "UT"}
+)
+_UTF8 = convert_encodings("ISO_IR 192")
+
+
+def to_identifier(
+    match: Match,
+    query: Query,
+    *,
+    retrieve_aet: str | None = None,
+    implicit_vr: bool = False,
+    little_endian: bool = True,
+) -> Dataset:
+    """:func:`to_dataset`, already encoded for the association's transfer syntax: raw
+    elements that pydicom writes as they are. Building and encoding real elements cost
+    ~0.7 ms per C-FIND match, most of a pending response."""
+    ds = Dataset()
+    for tag, vr, value in _response_values(match, query, retrieve_aet):
+        vr = vr[:2]  # an ambiguous VR ("US or SS") only ever goes out empty here
+        if value is None:
+            raw = b""
+        elif vr in _TEXT_VRS:
+            text = "\\".join(map(str, value)) if isinstance(value, list) else str(value)
+            raw = text.encode("utf-8")
+            if len(raw) % 2:
+                raw += b"\x00" if vr == "UI" else b" "
+        else:
+            ds.add(DataElement(tag, vr, value, validation_mode=config.IGNORE))
+            continue
+        ds[tag] = RawDataElement(BaseTag(tag), vr, len(raw), raw, 0, implicit_vr, little_endian)
+    ds.set_original_encoding(implicit_vr, little_endian, _UTF8)
     return ds
 
 

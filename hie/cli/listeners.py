@@ -13,7 +13,7 @@ from adapters.dicom.cli import dicom_group
 from adapters.dicom.registry import AeRegistry
 from hie.app import build_services
 from hie.fhir.r4b import model_for
-from hie.processes import spawn_hie, stop_all
+from hie.processes import Supervisor
 from hie.settings import load_settings
 
 
@@ -40,11 +40,13 @@ def _run_dicom(worker: bool, port: int | None) -> None:
             model_for(name)
     dicom.start(listen=True, sync=not worker)
     host, bound = dicom.address
-    children = []
+    # A worker that dies (killed, crashed) is started again; the new one adopts and
+    # indexes what the dead one acknowledged but had not indexed yet.
+    workers = Supervisor(name="hie dicom")
     if not worker:
-        children = [
-            spawn_hie("dicom", "--worker", "--port", str(bound)) for _ in range(processes - 1)
-        ]
+        for _ in range(processes - 1):
+            workers.add("dicom", "--worker", "--port", str(bound))
+        workers.start()
         click.echo(
             f"hie: DICOM {dicom.config.ae_title} listening on {host}:{bound}"
             f" ({processes} process{'es' if processes > 1 else ''})"
@@ -56,7 +58,7 @@ def _run_dicom(worker: bool, port: int | None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        stop_all(children)
+        workers.stop()
         services.close()
 
 

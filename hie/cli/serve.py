@@ -8,7 +8,7 @@ import click
 
 from hie.app import uses_audit_journal
 from hie.auth.keys import load_or_create_signing_key
-from hie.processes import spawn_hie, stop_all
+from hie.processes import Supervisor
 from hie.settings import load_settings
 from hie.storage.sql.engine import build_engine
 from hie.storage.sql.migrate import current_revision, head_revision
@@ -37,14 +37,17 @@ def serve(workers: int | None) -> None:
     click.echo(
         f'hie: then:  curl -H "Authorization: Bearer $TOKEN" {settings.fhir_base_url}/Patient'
     )
-    children = []
+    # The listeners are restarted if they die (with backoff, logged on stderr).
+    listeners = Supervisor(name="hie serve")
     if uses_audit_journal(settings):
         # One drainer for the host: no request waits for a drain. The processes started
         # below inherit the setting that leaves draining to it (their threads remain the
         # fallback).
-        children.append(spawn_hie("audit", "drain", "--follow"))
+        listeners.add("audit", "drain", "--follow", env=os.environ)
         os.environ["HIE_AUDIT_DRAIN_IN_REQUESTS"] = "false"
-    listeners = [*children, spawn_hie("dicom"), spawn_hie("mllp")]
+    listeners.add("dicom")
+    listeners.add("mllp")
+    listeners.start()
     server = Granian(
         "hie.app:wsgi_app",
         address=settings.host,
@@ -59,4 +62,4 @@ def serve(workers: int | None) -> None:
     try:
         server.serve()
     finally:
-        stop_all(listeners)
+        listeners.stop()
