@@ -8,6 +8,7 @@ is the assembled :class:`card.service.CardService` (the card package must not im
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -24,6 +25,22 @@ def _service() -> CardService:
         raise click.UsageError("run this as 'hie card ...'")
     service: CardService = obj.services.card
     return service
+
+
+def _in_progress(label: str, total: int, work: Callable[[Callable[[int], None]], int]) -> int:
+    """Run a resumable pass over card holders with a progress bar; close the services."""
+    try:
+        with Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        ) as progress:
+            task = progress.add_task("people", total=total or 1)
+            return work(lambda n: progress.advance(task, n))
+    finally:
+        click.get_current_context().obj.services.close()
 
 
 @click.group("card")
@@ -96,45 +113,29 @@ def rewrap_cards(batch: int) -> None:
 
     Run after ``hie keys rotate``; old keys keep decrypting until then.
     """
-    console = Console(stderr=True)
     service = _service()
     with service.registry.transaction(write=False) as tx:
         total = tx.count_people()
-    try:
-        with Progress(
-            TextColumn("re-encrypting card holders"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("people", total=total or 1)
-            changed = service.rewrap(batch=batch, progress=lambda n: progress.advance(task, n))
-    finally:
-        click.get_current_context().obj.services.close()
-    console.print(f"{changed} of {total} card holders re-encrypted")
+    changed = _in_progress(
+        "re-encrypting card holders",
+        total,
+        lambda advance: service.rewrap(batch=batch, progress=advance),
+    )
+    Console(stderr=True).print(f"{changed} of {total} card holders re-encrypted")
 
 
 @card.command("enroll")
 @click.option("--batch", default=2000, show_default=True, help="People per transaction.")
 def enroll_cards(batch: int) -> None:
     """Enrol card holders who have no Patient yet in the master patient index (resumable)."""
-    console = Console(stderr=True)
     service = _service()
     with service.registry.transaction(write=False) as tx:
         total = tx.count_unenrolled()
-    try:
-        with Progress(
-            TextColumn("enrolling card holders"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("people", total=total or 1)
-            done = service.enroll_pending(
-                actor="hie-card-enroll", batch=batch, progress=lambda n: progress.advance(task, n)
-            )
-    finally:
-        click.get_current_context().obj.services.close()
-    console.print(f"{done} card holders enrolled")
+    done = _in_progress(
+        "enrolling card holders",
+        total,
+        lambda advance: service.enroll_pending(
+            actor="hie-card-enroll", batch=batch, progress=advance
+        ),
+    )
+    Console(stderr=True).print(f"{done} card holders enrolled")
