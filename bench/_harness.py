@@ -18,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "testdata"
+# ../shared beside the checkout; a worktree elsewhere names it with HIE_BENCH_TESTDATA.
+SHARED = Path(os.environ.get("HIE_BENCH_TESTDATA") or ROOT.parent / "shared" / "testdata")
 PG_ADMIN = os.environ.get(
     "HIE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

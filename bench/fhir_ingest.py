@@ -30,9 +30,12 @@ SKIP = {  # these fail by design (unresolvable conditional references, an invali
 
 
 def templates() -> list[dict[str, Any]]:
-    return [
+    found = [
         orjson.loads(p.read_bytes()) for p in sorted(BUNDLES.glob("*.json")) if p.name not in SKIP
     ]
+    if not found:
+        raise SystemExit(f"no Synthea bundles in {BUNDLES} (set HIE_BENCH_TESTDATA)")
+    return found
 
 
 def fresh_copy(bundle: dict[str, Any]) -> tuple[bytes, int]:
