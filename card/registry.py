@@ -79,14 +79,8 @@ class EventRow:
     organization: str | None
 
 
-_CARD_COLUMNS = (
-    C.c.card_no,
-    C.c.status,
-    C.c.issued_us,
-    C.c.updated_us,
-    C.c.replaces,
-    C.c.replaced_by,
-    C.c.reason,
+# In PersonRow's field order.
+_PERSON_COLUMNS = (
     P.c.id,
     P.c.resident_id_enc,
     P.c.name,
@@ -95,6 +89,17 @@ _CARD_COLUMNS = (
     P.c.phone_enc,
     P.c.address,
     P.c.patient,
+)
+
+_CARD_COLUMNS = (
+    C.c.card_no,
+    C.c.status,
+    C.c.issued_us,
+    C.c.updated_us,
+    C.c.replaces,
+    C.c.replaced_by,
+    C.c.reason,
+    *_PERSON_COLUMNS,
 )
 
 
@@ -121,16 +126,7 @@ class Tx:
 
     def person_by_index(self, index_values: Sequence[str]) -> PersonRow | None:
         row = self.conn.execute(
-            select(
-                P.c.id,
-                P.c.resident_id_enc,
-                P.c.name,
-                P.c.gender,
-                P.c.birth_date,
-                P.c.phone_enc,
-                P.c.address,
-                P.c.patient,
-            ).where(P.c.resident_id_idx.in_(list(index_values)))
+            select(*_PERSON_COLUMNS).where(P.c.resident_id_idx.in_(list(index_values)))
         ).first()
         return PersonRow(*row) if row else None
 
@@ -168,16 +164,9 @@ class Tx:
         people = {
             int(r[0]): PersonRow(*r)
             for r in self.conn.execute(
-                select(
-                    P.c.id,
-                    P.c.resident_id_enc,
-                    P.c.name,
-                    P.c.gender,
-                    P.c.birth_date,
-                    P.c.phone_enc,
-                    P.c.address,
-                    P.c.patient,
-                ).where(among(self.conn, P.c.id, list(person_ids)), P.c.patient.is_(None))
+                select(*_PERSON_COLUMNS).where(
+                    among(self.conn, P.c.id, list(person_ids)), P.c.patient.is_(None)
+                )
             )
         }
         best: dict[int, tuple[bool, int, str]] = {}
