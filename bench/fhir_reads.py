@@ -17,7 +17,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +86,14 @@ def fill(env: dict[str, str], target: int, *, batch: int = 3000) -> None:
     Through ``process_bundle`` this took over 15 minutes for 100,000 on a busy machine.
     """
     from search_data import clones, templates
+    from search_generate import versions
 
     from hie.app import utc_now
     from hie.consent.shapes import ShapeIndexer
-    from hie.fhir.canonical import dumps, with_meta
     from hie.fhir.types import SERVED_TYPES
     from hie.fhir.validation import load_validator
     from hie.identity_wiring import build_identity
     from hie.search import Extractor, default_registry
-    from hie.storage.ports import NewVersion
 
     services = services_for(env)
     every = templates()
@@ -116,24 +114,9 @@ def fill(env: dict[str, str], target: int, *, batch: int = 3000) -> None:
 
     def flush() -> None:
         nonlocal written, pending
-        now = datetime.now(UTC)
         with services.store.unit_of_work(write=True) as uow:
-            for resource in pending:
-                body = with_meta(
-                    protection.seal(resource), id_=resource["id"], version=1, last_updated=now
-                )
-                uow.write(
-                    NewVersion(
-                        type=body["resourceType"],
-                        id=body["id"],
-                        version=1,
-                        last_updated=now,
-                        deleted=False,
-                        content=dumps(body),
-                        method="PUT",
-                        rows=indexer.extract(body),
-                    )
-                )
+            for version in versions([protection.seal(r) for r in pending], indexer):
+                uow.write(version)
         written += len(pending)
         pending = []
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from _harness import PG_ADMIN, machine
@@ -32,6 +33,7 @@ from hie.fhir.canonical import dumps, with_meta
 from hie.fhir.types import SERVED_TYPES
 from hie.fhir.validation import load_validator
 from hie.search import Extractor, default_registry
+from hie.search.rows import IndexRow
 from hie.storage.ports import NewVersion
 from hie.storage.sql.engine import build_engine
 from hie.storage.sql.migrate import upgrade
@@ -39,6 +41,10 @@ from hie.storage.sql.store import SqlStore
 
 MANIFEST = Path(__file__).parent / "out" / "search_manifest.json"
 HOSPITAL = "http://hospital.smarthealthit.org"
+
+
+class _Extract(Protocol):
+    def extract(self, resource: Mapping[str, Any]) -> list[IndexRow]: ...
 
 
 def create_database(name: str) -> str:
@@ -50,7 +56,8 @@ def create_database(name: str) -> str:
     return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
 
 
-def versions(resources: list[dict[str, Any]], extractor: Extractor) -> list[NewVersion]:
+def versions(resources: list[dict[str, Any]], extractor: _Extract) -> list[NewVersion]:
+    """Each resource's first version, as the store's write path stores it."""
     now = datetime.now(UTC)
     out = []
     for resource in resources:
